@@ -1,0 +1,3 @@
+"""whatsgate: a WhatsApp gateway for Python backends."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,515 @@
+"""In-memory unit of work with the same semantics as the SQL one.
+
+Reads return copies; writes are staged and applied only by ``commit``; leaving the block
+without a commit discards them. So a test on these fakes proves the same transactional
+behaviour the database gives.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+from whatsgate.domain.conversation import Contact, Conversation
+from whatsgate.domain.events import DomainEvent, StoredEvent
+from whatsgate.domain.jid import Jid
+from whatsgate.domain.message import Message
+from whatsgate.domain.organization import Organization, User
+from whatsgate.domain.outbox import OutboxEntry, OutboxState, SendAttempt
+from whatsgate.domain.pagination import decode_cursor, encode_cursor
+from whatsgate.domain.session import Session
+from whatsgate.ports.repositories import (
+    ContactRepository,
+    ConversationQuery,
+    ConversationRepository,
+    EventLog,
+    MessageRepository,
+    OrganizationRepository,
+    OutboxRepository,
+    Page,
+    SessionRepository,
+    UnitOfWork,
+    UserRepository,
+)
+
+V = TypeVar("V")
+_DELETED = object()
+_EPOCH = datetime.min
+
+
+@dataclass
+class MemoryStore:
+    """The committed state, shared by every unit of work made on it."""
+
+    organizations: dict[str, Organization] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    conversations: dict[str, Conversation] = field(default_factory=dict)
+    messages: dict[str, Message] = field(default_factory=dict)
+    outbox: dict[str, OutboxEntry] = field(default_factory=dict)
+    attempts: dict[str, SendAttempt] = field(default_factory=dict)
+    events: list[StoredEvent] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+
+
+class _Table(Generic[V]):
+    """A committed dict seen through this unit of work's staged writes."""
+
+    def __init__(self, committed: dict[str, V]) -> None:
+        self.committed = committed
+        self.staged: dict[str, object] = {}
+
+    def get(self, key: str) -> V | None:
+        value = self.staged.get(key, self.committed.get(key))
+        if value is None or value is _DELETED:
+            return None
+        return copy.deepcopy(value)  # type: ignore[return-value]
+
+    def put(self, key: str, value: V) -> None:
+        self.staged[key] = copy.deepcopy(value)
+
+    def delete(self, key: str) -> None:
+        self.staged[key] = _DELETED
+
+    def values(self) -> Iterator[V]:
+        for key in self.committed.keys() | self.staged.keys():
+            value = self.get(key)
+            if value is not None:
+                yield value
+
+    def apply(self) -> None:
+        for key, value in self.staged.items():
+            if value is _DELETED:
+                self.committed.pop(key, None)
+            else:
+                self.committed[key] = value  # type: ignore[assignment]
+        self.staged.clear()
+
+
+class _Organizations(OrganizationRepository):
+    def __init__(self, table: _Table[Organization]) -> None:
+        self.t = table
+
+    async def add(self, organization: Organization) -> None:
+        self.t.put(organization.id, organization)
+
+    async def get(self, organization_id: str) -> Organization | None:
+        return self.t.get(organization_id)
+
+    async def get_by_name(self, name: str) -> Organization | None:
+        return next((o for o in self.t.values() if o.name == name), None)
+
+    async def all(self) -> list[Organization]:
+        return sorted(self.t.values(), key=lambda o: o.id)
+
+
+class _Users(UserRepository):
+    def __init__(self, table: _Table[User]) -> None:
+        self.t = table
+
+    async def add(self, user: User) -> None:
+        self.t.put(user.id, user)
+
+    async def save(self, user: User) -> None:
+        self.t.put(user.id, user)
+
+    async def get(self, user_id: str) -> User | None:
+        return self.t.get(user_id)
+
+    async def in_organization(self, organization_id: str) -> list[User]:
+        users = [u for u in self.t.values() if u.organization_id == organization_id]
+        return sorted(users, key=lambda u: u.id)
+
+
+class _Sessions(SessionRepository):
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self.uow = uow
+        self.t = uow.tables.sessions
+
+    async def add(self, session: Session) -> None:
+        self.t.put(session.id, session)
+
+    async def save(self, session: Session) -> None:
+        self.t.put(session.id, session)
+
+    async def get(self, session_id: str) -> Session | None:
+        return self.t.get(session_id)
+
+    async def all(self, organization_id: str | None = None) -> list[Session]:
+        found = [s for s in self.t.values() if organization_id in (None, s.organization_id)]
+        return sorted(found, key=lambda s: s.id)
+
+    async def list_desired_running(self) -> list[Session]:
+        return [s for s in await self.all() if s.desired_running]
+
+    async def count_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.t.values():
+            counts[str(s.status)] = counts.get(str(s.status), 0) + 1
+        return counts
+
+    async def delete(self, session_id: str) -> None:
+        tables = self.uow.tables
+        self.t.delete(session_id)
+        _delete_where(tables.contacts, session_id)
+        _delete_where(tables.conversations, session_id)
+        _delete_where(tables.messages, session_id)
+        _delete_where(tables.outbox, session_id)
+        self.uow.deleted_sessions.add(session_id)
+
+
+class _Contacts(ContactRepository):
+    def __init__(self, table: _Table[Contact]) -> None:
+        self.t = table
+
+    async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
+        return next(
+            (c for c in self.t.values() if c.session_id == session_id and jid in (c.jid, c.lid)),
+            None,
+        )
+
+    async def save(self, contact: Contact) -> None:
+        self.t.put(contact.id, contact)
+
+    async def save_many(self, contacts: Sequence[Contact]) -> None:
+        for contact in contacts:
+            self.t.put(contact.id, contact)
+
+    async def search(
+        self,
+        session_id: str,
+        *,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Contact]:
+        needle = (text or "").casefold()
+        found = [
+            c
+            for c in self.t.values()
+            if c.session_id == session_id
+            and (
+                not needle
+                or any(
+                    needle in (v or "").casefold()
+                    for v in (c.name, c.push_name, c.business_name, str(c.jid))
+                )
+            )
+        ]
+        found.sort(key=lambda c: c.id)
+        if cursor:
+            _, after = decode_cursor(cursor)
+            found = [c for c in found if c.id > after]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page(page, encode_cursor(None, page[-1].id) if more and page else None)
+
+
+class _Conversations(ConversationRepository):
+    def __init__(self, table: _Table[Conversation], contacts: _Table[Contact]) -> None:
+        self.t = table
+        self.contacts = contacts
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return self.t.get(conversation_id)
+
+    async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
+        return next(
+            (c for c in self.t.values() if c.session_id == session_id and c.chat == chat), None
+        )
+
+    async def save(self, conversation: Conversation) -> None:
+        self.t.put(conversation.id, conversation)
+
+    async def save_many(self, conversations: Sequence[Conversation]) -> None:
+        for conversation in conversations:
+            self.t.put(conversation.id, conversation)
+
+    def _matches(self, c: Conversation, q: ConversationQuery) -> bool:
+        if c.session_id != q.session_id:
+            return False
+        if q.status is not None and c.status is not q.status:
+            return False
+        if q.assignee_id is not None and c.assignee_id != q.assignee_id:
+            return False
+        if q.unread_only and c.unread_count == 0:
+            return False
+        if q.text:
+            needle = q.text.casefold()
+            names = [c.name, str(c.chat)]
+            names += [
+                n
+                for contact in self.contacts.values()
+                if contact.session_id == c.session_id and c.chat in (contact.jid, contact.lid)
+                for n in (contact.name, contact.push_name)
+            ]
+            if not any(needle in (n or "").casefold() for n in names):
+                return False
+        return True
+
+    async def search(self, query: ConversationQuery) -> Page[Conversation]:
+        found = [c for c in self.t.values() if self._matches(c, query)]
+
+        def key(c: Conversation) -> tuple[datetime, str]:
+            return (_naive(c.last_message_at or c.created_at), c.id)
+
+        found.sort(key=key, reverse=True)
+        if query.cursor:
+            at, after = decode_cursor(query.cursor)
+            bound = (_naive(at) if at else _EPOCH, after)
+            found = [c for c in found if key(c) < bound]
+        page = found[: query.limit]
+        more = len(found) > query.limit
+        next_cursor = None
+        if more and page:
+            last = page[-1]
+            next_cursor = encode_cursor(last.last_message_at or last.created_at, last.id)
+        return Page(page, next_cursor)
+
+
+class _Messages(MessageRepository):
+    def __init__(self, table: _Table[Message]) -> None:
+        self.t = table
+
+    async def get(self, message_id: str) -> Message | None:
+        return self.t.get(message_id)
+
+    async def get_by_wa_id(self, session_id: str, wa_id: str) -> Message | None:
+        return next(
+            (m for m in self.t.values() if m.session_id == session_id and m.wa_id == wa_id),
+            None,
+        )
+
+    async def save(self, message: Message) -> None:
+        self.t.put(message.id, message)
+
+    async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]:
+        wanted = set(wa_ids)
+        return {
+            m.wa_id
+            for m in self.t.values()
+            if m.session_id == session_id and m.wa_id is not None and m.wa_id in wanted
+        }
+
+    async def add_new(self, messages: Sequence[Message]) -> list[Message]:
+        inserted: list[Message] = []
+        by_session: dict[str, set[str]] = {}
+        for message in messages:
+            if message.wa_id is not None:
+                seen = by_session.setdefault(message.session_id, set())
+                if message.wa_id in seen:
+                    continue
+                if await self.existing_wa_ids(message.session_id, [message.wa_id]):
+                    continue
+                seen.add(message.wa_id)
+            self.t.put(message.id, message)
+            inserted.append(message)
+        return inserted
+
+    async def list_for_conversation(
+        self, conversation_id: str, *, before: str | None = None, limit: int = 50
+    ) -> Page[Message]:
+        found = [m for m in self.t.values() if m.conversation_id == conversation_id]
+
+        def key(m: Message) -> tuple[datetime, str]:
+            return (_naive(m.timestamp), m.id)
+
+        found.sort(key=key)
+        if before:
+            at, bid = decode_cursor(before)
+            bound = (_naive(at) if at else _EPOCH, bid)
+            found = [m for m in found if key(m) < bound]
+        page = found[-limit:] if limit else []
+        more = len(found) > len(page)
+        next_cursor = encode_cursor(page[0].timestamp, page[0].id) if more and page else None
+        return Page(page, next_cursor)
+
+
+class _Outbox(OutboxRepository):
+    def __init__(self, table: _Table[OutboxEntry], attempts: _Table[SendAttempt]) -> None:
+        self.t = table
+        self.attempts = attempts
+
+    async def add(self, entry: OutboxEntry) -> None:
+        self.t.put(entry.id, entry)
+
+    async def save(self, entry: OutboxEntry) -> None:
+        self.t.put(entry.id, entry)
+
+    async def get_for_message(self, message_id: str) -> OutboxEntry | None:
+        return next((e for e in self.t.values() if e.message_id == message_id), None)
+
+    async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
+        found = [
+            e
+            for e in self.t.values()
+            if e.state is OutboxState.PENDING and e.next_attempt_at <= now
+        ]
+        found.sort(key=lambda e: (e.next_attempt_at, e.id))
+        return found[:limit]
+
+    async def pending_count(self, session_id: str | None = None) -> int:
+        return sum(
+            1
+            for e in self.t.values()
+            if e.state is OutboxState.PENDING and session_id in (None, e.session_id)
+        )
+
+    async def next_due_at(self) -> datetime | None:
+        pending = [e.next_attempt_at for e in self.t.values() if e.state is OutboxState.PENDING]
+        return min(pending, default=None)
+
+    async def add_attempt(self, attempt: SendAttempt) -> None:
+        self.attempts.put(attempt.id, attempt)
+
+    async def attempts_for_message(self, message_id: str) -> list[SendAttempt]:
+        found = [a for a in self.attempts.values() if a.message_id == message_id]
+        return sorted(found, key=lambda a: (a.attempt, a.id))
+
+
+class _Events(EventLog):
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self.uow = uow
+        self.staged: list[DomainEvent] = []
+        self.staged_cursors: dict[str, int] = {}
+
+    def add(self, *events: DomainEvent) -> None:
+        self.staged.extend(events)
+
+    async def after(
+        self,
+        after_id: int,
+        *,
+        organization_id: str | None = None,
+        session_id: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        found = [
+            e
+            for e in self.uow.store.events
+            if e.id > after_id
+            and organization_id in (None, e.organization_id)
+            and session_id in (None, e.session_id)
+        ]
+        return found[:limit]
+
+    async def last_id(self) -> int:
+        return self.uow.store.events[-1].id if self.uow.store.events else 0
+
+    async def get_cursor(self, consumer: str) -> int:
+        return self.staged_cursors.get(consumer, self.uow.store.cursors.get(consumer, 0))
+
+    async def set_cursor(self, consumer: str, event_id: int) -> None:
+        self.staged_cursors[consumer] = event_id
+
+
+@dataclass
+class _Tables:
+    organizations: _Table[Organization]
+    users: _Table[User]
+    sessions: _Table[Session]
+    contacts: _Table[Contact]
+    conversations: _Table[Conversation]
+    messages: _Table[Message]
+    outbox: _Table[OutboxEntry]
+    attempts: _Table[SendAttempt]
+
+    def apply(self) -> None:
+        for table in vars(self).values():
+            table.apply()
+
+
+class MemoryUnitOfWork(UnitOfWork):
+    """A unit of work over a ``MemoryStore``. ``on_commit`` is called after each commit that
+    stored events (it wakes the event dispatcher)."""
+
+    def __init__(self, store: MemoryStore, on_commit: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.on_commit = on_commit
+        self._reset()
+
+    def _reset(self) -> None:
+        s = self.store
+        self.tables = _Tables(
+            _Table(s.organizations),
+            _Table(s.users),
+            _Table(s.sessions),
+            _Table(s.contacts),
+            _Table(s.conversations),
+            _Table(s.messages),
+            _Table(s.outbox),
+            _Table(s.attempts),
+        )
+        self.deleted_sessions: set[str] = set()
+        self.organizations = _Organizations(self.tables.organizations)
+        self.users = _Users(self.tables.users)
+        self.sessions = _Sessions(self)
+        self.contacts = _Contacts(self.tables.contacts)
+        self.conversations = _Conversations(self.tables.conversations, self.tables.contacts)
+        self.messages = _Messages(self.tables.messages)
+        self.outbox = _Outbox(self.tables.outbox, self.tables.attempts)
+        self.events = _Events(self)
+
+    async def __aenter__(self) -> Self:
+        self._reset()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+    async def commit(self) -> None:
+        store = self.store
+        self.tables.apply()
+        if self.deleted_sessions:
+            store.events[:] = [e for e in store.events if e.session_id not in self.deleted_sessions]
+        next_id = store.events[-1].id + 1 if store.events else 1
+        wrote_events = bool(self.events.staged)
+        for offset, event in enumerate(self.events.staged):
+            store.events.append(
+                StoredEvent(
+                    id=next_id + offset,
+                    name=event.name,
+                    organization_id=event.organization_id,
+                    session_id=event.session_id,
+                    occurred_at=event.occurred_at,
+                    data=event.payload(),
+                    assignee_id=event.assignee_id,
+                )
+            )
+        store.cursors.update(self.events.staged_cursors)
+        store.commits += 1
+        self._reset()
+        if wrote_events and self.on_commit is not None:
+            self.on_commit()
+
+    async def rollback(self) -> None:
+        self._reset()
+
+
+class _HasSession(Protocol):
+    id: str
+    session_id: str
+
+
+S = TypeVar("S", bound=_HasSession)
+
+
+def _delete_where(table: _Table[S], session_id: str) -> None:
+    for item in list(table.values()):
+        if item.session_id == session_id:
+            table.delete(item.id)
+
+
+def _naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=None)

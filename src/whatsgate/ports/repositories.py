@@ -1,0 +1,215 @@
+"""Repositories and the unit of work.
+
+``async with uow:`` opens a transaction and exposes the repositories; leaving the block without
+``await uow.commit()`` rolls everything back (safe by default). Entities read from a repository
+are the caller's copies: a change persists only through ``save``/``add`` and a commit.
+
+Domain events are staged with ``uow.events.add(...)`` and written to the event log by the same
+commit as the change that caused them (the transactional outbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
+from whatsgate.domain.events import DomainEvent, StoredEvent
+from whatsgate.domain.jid import Jid
+from whatsgate.domain.message import Message
+from whatsgate.domain.organization import Organization, User
+from whatsgate.domain.outbox import OutboxEntry, SendAttempt
+from whatsgate.domain.session import Session
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationQuery:
+    session_id: str
+    status: ConversationStatus | None = None
+    assignee_id: str | None = None
+    unread_only: bool = False
+    #: Matches the conversation name, chat JID or contact name, case-insensitively.
+    text: str | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+class OrganizationRepository(Protocol):
+    async def add(self, organization: Organization) -> None: ...
+
+    async def get(self, organization_id: str) -> Organization | None: ...
+
+    async def get_by_name(self, name: str) -> Organization | None: ...
+
+    async def all(self) -> list[Organization]: ...
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None: ...
+
+    async def save(self, user: User) -> None: ...
+
+    async def get(self, user_id: str) -> User | None: ...
+
+    async def in_organization(self, organization_id: str) -> list[User]: ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+
+    async def save(self, session: Session) -> None: ...
+
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def all(self, organization_id: str | None = None) -> list[Session]:
+        """Every session (of one organization, when given), oldest first."""
+        ...
+
+    async def list_desired_running(self) -> list[Session]: ...
+
+    async def count_by_status(self) -> dict[str, int]: ...
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session and everything under it (contacts, conversations, messages,
+        outbox, events)."""
+        ...
+
+
+class ContactRepository(Protocol):
+    async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
+        """The contact whose phone JID or LID is ``jid``."""
+        ...
+
+    async def save(self, contact: Contact) -> None: ...
+
+    async def save_many(self, contacts: Sequence[Contact]) -> None: ...
+
+    async def search(
+        self,
+        session_id: str,
+        *,
+        text: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Contact]: ...
+
+
+class ConversationRepository(Protocol):
+    async def get(self, conversation_id: str) -> Conversation | None: ...
+
+    async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None: ...
+
+    async def save(self, conversation: Conversation) -> None: ...
+
+    async def save_many(self, conversations: Sequence[Conversation]) -> None: ...
+
+    async def search(self, query: ConversationQuery) -> Page[Conversation]:
+        """Newest activity first (``last_message_at`` then id, descending)."""
+        ...
+
+
+class MessageRepository(Protocol):
+    async def get(self, message_id: str) -> Message | None: ...
+
+    async def get_by_wa_id(self, session_id: str, wa_id: str) -> Message | None: ...
+
+    async def save(self, message: Message) -> None: ...
+
+    async def add_new(self, messages: Sequence[Message]) -> list[Message]:
+        """Insert the messages whose (session, wa_id) is not stored yet, in one statement;
+        returns those inserted. The idempotent path of ingest and history import."""
+        ...
+
+    async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]: ...
+
+    async def list_for_conversation(
+        self, conversation_id: str, *, before: str | None = None, limit: int = 50
+    ) -> Page[Message]:
+        """A page of messages, oldest to newest, ending just before the ``before`` cursor
+        (the newest page when absent); ``next_cursor`` points to older messages."""
+        ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, entry: OutboxEntry) -> None: ...
+
+    async def save(self, entry: OutboxEntry) -> None: ...
+
+    async def get_for_message(self, message_id: str) -> OutboxEntry | None: ...
+
+    async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
+        """Pending entries whose time has come, oldest first (claimed with SKIP LOCKED where
+        the database can)."""
+        ...
+
+    async def pending_count(self, session_id: str | None = None) -> int: ...
+
+    async def next_due_at(self) -> datetime | None: ...
+
+    async def add_attempt(self, attempt: SendAttempt) -> None: ...
+
+    async def attempts_for_message(self, message_id: str) -> list[SendAttempt]: ...
+
+
+class EventLog(Protocol):
+    def add(self, *events: DomainEvent) -> None:
+        """Stage events; the commit writes them with the change that caused them."""
+        ...
+
+    async def after(
+        self,
+        after_id: int,
+        *,
+        organization_id: str | None = None,
+        session_id: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        """Stored events with ``id > after_id``, oldest first."""
+        ...
+
+    async def last_id(self) -> int: ...
+
+    async def get_cursor(self, consumer: str) -> int:
+        """How far ``consumer`` (a publisher) has been handed the log; 0 when never."""
+        ...
+
+    async def set_cursor(self, consumer: str, event_id: int) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    organizations: OrganizationRepository
+    users: UserRepository
+    sessions: SessionRepository
+    contacts: ContactRepository
+    conversations: ConversationRepository
+    messages: MessageRepository
+    outbox: OutboxRepository
+    events: EventLog
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
