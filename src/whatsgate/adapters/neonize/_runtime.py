@@ -16,9 +16,11 @@ chosen. What it contains:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import threading
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,19 +29,30 @@ from whatsgate.domain.errors import EngineError
 
 
 def _import_neonize() -> Any:
+    # Some of neonize's dependencies leave files open at import: collect them here, quietly.
+    with warnings.catch_warnings():
+        return _import_neonize_quietly()
+
+
+def _import_neonize_quietly() -> Any:
     root = logging.getLogger()
     level = root.level
     handlers = list(root.handlers)
     try:
+        warnings.simplefilter("ignore", ResourceWarning)  # scoped by the caller's catch_warnings
         import neonize
         import neonize.aioze.client
         import neonize.aioze.events
         import neonize.builder
         import neonize.events
         import neonize.proto.Neonize_pb2
+        import neonize.proto.waCommon.WACommon_pb2
         import neonize.proto.waE2E.WAWebProtobufsE2E_pb2
         import neonize.proto.waHistorySync.WAWebProtobufsHistorySync_pb2
+        import neonize.proto.waWeb.WAWebProtobufsWeb_pb2
         import neonize.utils.enum
+
+        gc.collect()
     finally:
         for handler in list(root.handlers):
             if handler not in handlers:
@@ -54,6 +67,8 @@ neonize = _import_neonize()
 npb: Any = neonize.proto.Neonize_pb2
 e2e: Any = neonize.proto.waE2E.WAWebProtobufsE2E_pb2
 hsync: Any = neonize.proto.waHistorySync.WAWebProtobufsHistorySync_pb2
+web: Any = neonize.proto.waWeb.WAWebProtobufsWeb_pb2
+common: Any = neonize.proto.waCommon.WACommon_pb2
 builder: Any = neonize.builder
 events: Any = neonize.events
 enums: Any = neonize.utils.enum

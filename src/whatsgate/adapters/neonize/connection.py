@@ -54,6 +54,8 @@ from whatsgate.ports.engine import (
     EngineConnection,
     EngineEvent,
     EngineListener,
+    HistoryBatch,
+    IncomingMessage,
     LoggedOut,
     NumberCheck,
     OutgoingMessage,
@@ -115,6 +117,7 @@ class NeonizeConnection(EngineConnection):
         ack_timeout: float = 5.0,
         gate: ProcessGate = GATE,
         forget: Callable[[SessionRef], Awaitable[None]] | None = None,
+        qr_rotation_scale: float = 1.0,
     ) -> None:
         self.ref = ref
         self._listener = listener
@@ -122,6 +125,8 @@ class NeonizeConnection(EngineConnection):
         self._ack_timeout = ack_timeout
         self._gate = gate
         self._forget = forget
+        #: Multiplies the QR rotation delays (tests shorten them; WhatsApp's validity stays).
+        self._qr_scale = qr_rotation_scale
         self.client: Any | None = None
         self.uuid = b""
         self.me: Jid | None = ref.jid
@@ -341,14 +346,25 @@ class NeonizeConnection(EngineConnection):
         await self._emit(event)
 
     async def _emit(self, event: EngineEvent) -> None:
-        if self.closed:
-            return
-        try:
-            await self._listener(event)
-        except Exception:
-            log.exception(
-                "session %s: the listener failed on %s", self.ref.session_id, type(event).__name__
-            )
+        # A message or history batch that failed to commit is tried again (a locked database
+        # passes); other events are not worth repeating. Every failure is logged.
+        attempts = 3 if isinstance(event, IncomingMessage | HistoryBatch) else 1
+        for attempt in range(1, attempts + 1):
+            if self.closed:
+                return
+            try:
+                await self._listener(event)
+                return
+            except Exception:
+                log.exception(
+                    "session %s: the listener failed on %s (attempt %d of %d)",
+                    self.ref.session_id,
+                    type(event).__name__,
+                    attempt,
+                    attempts,
+                )
+            if attempt < attempts:
+                await asyncio.sleep(0.2 * attempt)
 
     async def _schedule_qr(self, codes: Iterable[str]) -> None:
         if self._qr_over:
@@ -361,7 +377,9 @@ class NeonizeConnection(EngineConnection):
                 await self._handle(qr)
             else:
                 item: _Item = (mapping.QR, [qr], None)
-                self._qr_timers.append(self._loop.call_later(delay, self._queue.put_nowait, item))
+                self._qr_timers.append(
+                    self._loop.call_later(delay * self._qr_scale, self._queue.put_nowait, item)
+                )
             delay += valid.total_seconds()
 
     def _end_qr(self) -> None:
@@ -432,9 +450,12 @@ class NeonizeConnection(EngineConnection):
         await self._stop_go()
         self._release_acks()
         self._queue.put_nowait(None)
-        if self._consumer is not None:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._consumer), 5)
+        # The listener may close its own connection (a logout handled in the consumer): the
+        # consumer then ends by itself after the current event instead of being awaited.
+        if self._consumer is not None and asyncio.current_task() is not self._consumer:
+            done, _ = await asyncio.wait({self._consumer}, timeout=5)
+            if not done:  # a listener that never returns: do not leave its task behind
+                self._consumer.cancel()
         if self.connect_task is not None:
             await asyncio.wait({self.connect_task}, timeout=5)
 
