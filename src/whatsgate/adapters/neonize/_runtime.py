@@ -22,7 +22,7 @@ import os
 import threading
 import warnings
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from whatsgate.domain.errors import EngineError
@@ -52,13 +52,27 @@ def _import_neonize_quietly() -> Any:
         import neonize.proto.waWeb.WAWebProtobufsWeb_pb2
         import neonize.utils.enum
 
-        gc.collect()
+        _reap_import_children()
     finally:
         for handler in list(root.handlers):
             if handler not in handlers:
                 root.removeHandler(handler)
         root.setLevel(level)
     return neonize
+
+
+def _reap_import_children() -> None:
+    """neonize runs ``uname -a`` through ``os.popen`` at import and never closes it: wait for it
+    and release its pipe now, instead of a ResourceWarning at some later subprocess call."""
+    import subprocess
+
+    for process in list(getattr(subprocess, "_active", None) or []):
+        with suppress(Exception):
+            process.wait(timeout=2)
+    cleanup = getattr(subprocess, "_cleanup", None)
+    if cleanup is not None:
+        cleanup()
+    gc.collect()
 
 
 neonize = _import_neonize()
