@@ -353,14 +353,16 @@ class SandboxConnection(EngineConnection):
         size = self.engine.settings.history_chunk
         chunks = [messages[i : i + size] for i in range(0, len(messages), size)] or [[]]
         contacts = history_contacts() if with_contacts else ()
+        done = 0
         for index, chunk in enumerate(chunks):
+            done += len(chunk)
             first = index == 0
             await self.emit(
                 HistoryBatch(
                     messages=tuple(chunk),
                     contacts=contacts if first else (),
                     lid_mappings=tuple((c.lid, c.jid) for c in contacts if c.lid) if first else (),
-                    progress=round(100 * (index + 1) / len(chunks)),
+                    progress=round(100 * done / len(messages)) if messages else 100,
                     is_last=index == len(chunks) - 1,
                 )
             )
