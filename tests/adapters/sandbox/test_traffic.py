@@ -7,6 +7,7 @@ import pytest
 
 from whatsgate.adapters.sandbox import InboundSpec
 from whatsgate.domain.errors import (
+    EngineError,
     InvalidInput,
     InvalidJid,
     InvalidMessage,
@@ -23,9 +24,10 @@ from whatsgate.ports.engine import (
     Presence,
     Receipt,
     ReceiptType,
+    SessionRef,
     TypingState,
 )
-from whatsgate.testing import FakeClock
+from whatsgate.testing import FakeClock, settle
 
 from .conftest import Sandbox
 
@@ -306,3 +308,23 @@ async def test_a_contact_types_in_a_chat_or_a_group(sandbox: Sandbox) -> None:
         await sandbox.engine.typing("s1", "5511987651001", "dancing")
     with pytest.raises(SessionNotRunning):
         await sandbox.engine.typing("s2", "5511987651001")
+
+
+async def test_an_inbound_the_gateway_fails_to_handle_is_reported_to_the_caller(
+    sandbox: Sandbox,
+) -> None:
+    seen: list[object] = []
+
+    async def failing_on_messages(event: object) -> None:
+        seen.append(event)
+        if isinstance(event, IncomingMessage) and len(seen) < 5:
+            raise RuntimeError("database down")
+
+    await sandbox.engine.open(SessionRef("s1"), failing_on_messages)
+    await settle()
+    await sandbox.engine.scan("s1")
+    spec = InboundSpec(sender="5511987651001", text="x", id="3AFAIL")
+    with pytest.raises(EngineError):
+        await sandbox.engine.inbound("s1", spec)
+    assert await sandbox.engine.inbound("s1", spec) == "3AFAIL"  # redelivered, then handled
+    assert [type(e).__name__ for e in seen][-2:] == ["IncomingMessage", "IncomingMessage"]

@@ -86,3 +86,30 @@ async def test_sandbox_faults_drive_the_session_supervisor(tmp_path: Path) -> No
     assert again.qr is not None and again.qr.startswith("2@")
     await world.logout(SessionCommand(session_id=session.id))
     assert engine.current(session.id) is None
+
+
+async def test_ban_replace_and_outdated_faults_end_where_the_supervisor_says(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    world, engine = sandbox_world(clock, tmp_path)
+    session = await world.new_session()
+    await world.initialize(InitializeCommand(session_id=session.id))
+    await engine.scan(session.id)
+    await settle()
+
+    await engine.faults(session.id, ban_seconds=30)
+    assert (await world.session(session.id)).status is S.BANNED
+    await clock.advance(30)
+    assert (await world.session(session.id)).status is S.CONNECTED
+
+    await engine.faults(session.id, replace=True)
+    assert (await world.session(session.id)).status is S.REPLACED
+    assert engine.current(session.id) is None
+
+    await world.initialize(InitializeCommand(session_id=session.id))
+    assert (await world.session(session.id)).status is S.CONNECTED
+    await engine.faults(session.id, outdated=True)
+    await clock.advance(5)
+    stored = await world.session(session.id)
+    assert (stored.status, stored.status_reason) == (S.FAILED, "client_outdated")

@@ -9,7 +9,8 @@ How it behaves, WhatsApp's way:
 - An open session without stored credentials gets QR codes shaped like WhatsApp's
   (``2@<ref>,<noise key>,<identity key>,<adv secret>``), a new one on every rotation: the first
   valid ``qr_first`` seconds (60), each next one ``qr_next`` (20). It rotates until paired or
-  until the connection is closed (the use cases' QR timeout closes it).
+  until the connection is closed (the use cases' QR timeout closes it; unlike whatsmeow, the
+  sandbox does not give up by itself after six codes).
 - ``scan`` (or a requested pairing code, then ``enter_pairing_code``) pairs the session:
   credentials are written to ``<data_dir>/sandbox/<session id>.json``, then ``Paired`` and
   ``Connected`` are reported, then the optional history (``history_messages``). An open with
@@ -17,7 +18,7 @@ How it behaves, WhatsApp's way:
   file that cannot be read is reported as ``CredentialsUnreadable``.
 - A send is acknowledged at once (``SendResult``), then a ``delivered`` receipt after
   ``delivered_after`` seconds and a ``read`` receipt ``read_after`` seconds after the send.
-  Reactions, edits and revokes get no receipts.
+  Reactions, edits and revokes get no receipts; receipts of a group send name no sender.
 - Faults: fail the next N sends (``SendFailed``), drop the connection (``Disconnected``; the use
   cases reopen it), log the device out, ban it for a time (opens before the expiry are refused
   with ``Banned`` again), replace it by another client, reject the client as outdated (the next
@@ -37,6 +38,7 @@ import contextlib
 import hashlib
 import logging
 import random
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from whatsgate.domain.errors import (
+    EngineError,
     InvalidInput,
     InvalidMessage,
     MediaNotFound,
@@ -107,6 +110,8 @@ _DEFAULT_MIME = {
     MessageKind.DOCUMENT: "application/pdf",
     MessageKind.STICKER: "image/webp",
 }
+#: Sends remembered per session (for the sandbox's own inspection).
+OUTBOUND_KEPT = 1000
 #: Inbound ``type`` values besides the message kinds.
 EDIT = "edit"
 REVOKE = "revoke"
@@ -207,7 +212,7 @@ class Outbound:
     result: SendResult
 
 
-_QueueItem = tuple[EngineEvent, asyncio.Future[None]] | None
+_QueueItem = tuple[EngineEvent, asyncio.Future[Exception | None]] | None
 
 
 class SandboxConnection(EngineConnection):
@@ -246,14 +251,15 @@ class SandboxConnection(EngineConnection):
 
     # -- delivering events ----------------------------------------------------------------
 
-    async def emit(self, event: EngineEvent) -> None:
+    async def emit(self, event: EngineEvent) -> Exception | None:
         """Queue an event and return once the listener has handled it (or the connection
-        closed). Never call it from inside the listener: it would wait for itself."""
+        closed), with the listener's error if it failed (already logged). Never call it from
+        inside the listener: it would wait for itself."""
         if not self.is_open:
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return None
+        done: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
-        await done
+        return await done
 
     async def _deliver_all(self) -> None:
         while True:
@@ -261,16 +267,18 @@ class SandboxConnection(EngineConnection):
             if item is None:
                 return
             event, done = item
+            error: Exception | None = None
             try:
                 if self.is_open:
                     await self.listener(event)
-            except Exception:
+            except Exception as exc:
+                error = exc
                 log.exception(
                     "session %s: the listener failed on %s", self.session_id, type(event).__name__
                 )
             finally:
                 if not done.done():
-                    done.set_result(None)
+                    done.set_result(error)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=f"whatsgate:sandbox:{self.session_id}:{name}")
@@ -292,8 +300,9 @@ class SandboxConnection(EngineConnection):
         self.state = ConnectionState.CLOSED
         self.cancel_timers()
         self._queue.put_nowait(None)
-        if self.engine.current(self.session_id) is self:
-            self.engine.state(self.session_id).connection = None
+        account = self.engine.state(self.session_id)
+        if account.connection is self:
+            account.connection = None
 
     async def wait_closed(self) -> None:
         """Shutdown: stop delivering now and release whoever waits on an emit."""
@@ -383,7 +392,8 @@ class SandboxConnection(EngineConnection):
             account.fail_sends -= 1
             raise SendFailed("sandbox: send failed (injected fault)", to=str(message.to))
         result = SendResult(wa_id=self.engine.new_send_id(), timestamp=self.engine.clock.now())
-        self.engine.outbound.setdefault(self.session_id, []).append(Outbound(message, result))
+        sent = self.engine.outbound.setdefault(self.session_id, deque(maxlen=OUTBOUND_KEPT))
+        sent.append(Outbound(message, result))
         acknowledged = not (
             message.kind is MessageKind.REACTION or message.is_edit or message.is_revoke
         )
@@ -476,8 +486,8 @@ class SandboxEngine(WhatsAppEngine):
         self.rng = rng or random.Random()
         #: Bytes of inbound media, by ``Media.engine_ref``.
         self.media: dict[str, bytes] = {}
-        #: Every send accepted, by session.
-        self.outbound: dict[str, list[Outbound]] = {}
+        #: The latest sends accepted, by session (the last ``OUTBOUND_KEPT``).
+        self.outbound: dict[str, deque[Outbound]] = {}
         self._sessions: dict[str, _SessionState] = {}
 
     # -- the port -------------------------------------------------------------------------
@@ -625,11 +635,17 @@ class SandboxEngine(WhatsAppEngine):
 
     async def inbound(self, session_id: str, spec: InboundSpec) -> str:
         """A contact (or, with ``chat``, a group member) sends a message to the session.
-        Returns once the gateway handled it, with the message's WhatsApp id."""
+        Returns once the gateway handled it, with the message's WhatsApp id; ``EngineError``
+        when the gateway's listener failed on it."""
         connection = self.connection(session_id)
         connection.require_connected()
         message = self._incoming(session_id, spec)
-        await connection.emit(message)
+        error = await connection.emit(message)
+        if error is not None:
+            raise EngineError(
+                "The gateway failed to handle the message; WhatsApp would deliver it again.",
+                wa_id=message.wa_id,
+            ) from error
         return message.wa_id
 
     async def typing(
