@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import timedelta
 
@@ -328,3 +329,34 @@ async def test_an_inbound_the_gateway_fails_to_handle_is_reported_to_the_caller(
         await sandbox.engine.inbound("s1", spec)
     assert await sandbox.engine.inbound("s1", spec) == "3AFAIL"  # redelivered, then handled
     assert [type(e).__name__ for e in seen][-2:] == ["IncomingMessage", "IncomingMessage"]
+
+
+async def test_events_reach_a_slow_listener_one_at_a_time_in_order(
+    sandbox: Sandbox, clock: FakeClock
+) -> None:
+    handled: list[str] = []
+    in_flight = 0
+    most = 0
+
+    async def slow(event: object) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if isinstance(event, IncomingMessage):
+            handled.append(event.wa_id)
+        in_flight -= 1
+
+    await sandbox.engine.open(SessionRef("s1"), slow)
+    await settle()
+    await sandbox.engine.scan("s1")
+    ids = [f"3AORDER{i:04d}" for i in range(20)]
+    await asyncio.gather(
+        *(
+            sandbox.engine.inbound("s1", InboundSpec(sender="5511987651001", text="x", id=i))
+            for i in ids
+        )
+    )
+    assert handled == ids
+    assert most == 1
