@@ -59,6 +59,8 @@ class FakeConnection(EngineConnection):
     read_marks: list[tuple[Jid, list[str]]] = field(default_factory=list)
     typing: list[tuple[Jid, TypingState]] = field(default_factory=list)
     history_requests: list[tuple[Jid | None, int]] = field(default_factory=list)
+    #: Every ``check_numbers`` request: the numbers asked and when.
+    number_checks: list[tuple[list[str], datetime]] = field(default_factory=list)
 
     async def emit(self, event: EngineEvent) -> None:
         if self.closed:
@@ -93,6 +95,7 @@ class FakeConnection(EngineConnection):
 
     async def check_numbers(self, numbers: list[str]) -> list[NumberCheck]:
         self._check_open()
+        self.number_checks.append((list(numbers), self.engine.clock.now()))
         checks = []
         for number in numbers:
             jid = Jid.phone(number)
