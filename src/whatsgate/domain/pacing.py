@@ -26,7 +26,8 @@ class PacingPolicy:
     gap_min: float = 0.5
     gap_max: float = 1.5
     #: Beyond the budget, the n-th held-back send waits ``n * held_step`` (at most
-    #: ``held_cap``) after the previous send, spread by ±``jitter``.
+    #: ``held_cap``) after the previous send, spread by ±``jitter`` of a step (below half a
+    #: step, so each wait is still longer than the one before).
     held_step: float = 2.0
     held_cap: float = 30.0
     jitter: float = 0.2
@@ -36,13 +37,13 @@ class PacingPolicy:
             raise InvalidInput("Pacing needs at least one send per window and a positive window.")
         if not 0 <= self.gap_min <= self.gap_max:
             raise InvalidInput("Pacing needs 0 <= gap_min <= gap_max.")
-        if not (0 < self.held_step <= self.held_cap and 0 <= self.jitter < 1):
-            raise InvalidInput("Pacing needs 0 < held_step <= held_cap and 0 <= jitter < 1.")
+        if not (0 < self.held_step <= self.held_cap and 0 <= self.jitter < 0.5):
+            raise InvalidInput("Pacing needs 0 < held_step <= held_cap and 0 <= jitter < 0.5.")
 
     def held_gap(self, level: int, rng: random.Random) -> float:
         """The wait after the previous send before the ``level``-th held-back send (1-based)."""
         raw = min(self.held_cap, self.held_step * max(1, level))
-        spread = raw * self.jitter
+        spread = self.held_step * self.jitter
         return raw + rng.uniform(-spread, spread)
 
 

@@ -78,6 +78,8 @@ class FakeConnection(EngineConnection):
         engine.send_calls.append((self.ref.session_id, message, engine.clock.now()))
         if engine.rate_limited_until is not None and engine.clock.now() < engine.rate_limited_until:
             raise RateLimited(until=engine.rate_limited_until)
+        if engine.send_errors:
+            raise engine.send_errors.pop(0)
         if engine.fail_sends > 0:
             engine.fail_sends -= 1
             raise SendFailed("fake engine: send failed as scripted")
@@ -153,6 +155,8 @@ class FakeEngine(WhatsAppEngine):
         self.outdated = False
         self.corrupt_credentials: set[str] = set()
         self.fail_sends = 0
+        #: Errors the next sends raise, one each, before ``fail_sends`` is looked at.
+        self.send_errors: list[Exception] = []
         self.rate_limited_until: datetime | None = None
         self.ids = itertools.count(1)
         self._qr_seq = itertools.count(1)

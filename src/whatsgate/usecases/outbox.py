@@ -216,11 +216,10 @@ class DeliverOutbox:
         """Read the chat, type for a while: what a person does before sending."""
         try:
             async with self.uow() as uow:
-                conversation = await uow.conversations.get(message.conversation_id)
-                last = None
-                if conversation is not None and conversation.last_message_id:
-                    last = await uow.messages.get(conversation.last_message_id)
-            if last is not None and last.is_inbound and last.wa_id:
+                page = await uow.messages.list_for_conversation(message.conversation_id, limit=20)
+            inbound = [m for m in page.items if m.is_inbound and m.wa_id]
+            last = inbound[-1] if inbound else None
+            if last is not None and last.wa_id:
                 sender = last.sender if message.chat.is_group else None
                 await connection.mark_read(message.chat, sender, [last.wa_id])
             voice = message.kind is MessageKind.VOICE

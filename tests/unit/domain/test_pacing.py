@@ -46,16 +46,17 @@ def test_the_31st_in_a_minute_is_held_until_the_window_has_room() -> None:
 
 
 def test_beyond_the_budget_gaps_grow_and_no_window_holds_more_than_30() -> None:
-    policy = PacingPolicy(jitter=0.0)
+    policy = PacingPolicy()
     pacer = SendPacer(policy, random.Random(3))
     slots = drive(pacer, 60)
     times = [s.at for s in slots]
     assert all(s.throttled for s in slots[30:])
     held_gaps = [seconds(a, b) for a, b in pairwise(times[30:])]
-    # Each held-back send waits longer than the one before, up to the cap.
-    assert held_gaps[:10] == sorted(held_gaps[:10])
-    assert held_gaps[0] < held_gaps[9]
-    assert max(held_gaps) == pytest.approx(policy.held_cap)
+    # Each held-back send waits longer than the one before, then steadies at the cap.
+    growing = held_gaps[:12]
+    assert all(a < b for a, b in pairwise(growing))
+    spread = policy.held_step * policy.jitter
+    assert all(abs(g - policy.held_cap) <= spread for g in held_gaps[16:])
     for i, start in enumerate(times):
         in_window = [t for t in times[i:] if t < start + timedelta(seconds=60)]
         assert len(in_window) <= 30
@@ -106,7 +107,7 @@ def test_typing_time_grows_with_the_text_within_bounds() -> None:
         {"gap_min": 2.0, "gap_max": 1.0},
         {"held_step": 0},
         {"held_step": 40.0, "held_cap": 30.0},
-        {"jitter": 1.0},
+        {"jitter": 0.5},
     ],
 )
 def test_nonsense_pacing_is_refused(kwargs: dict[str, float]) -> None:
