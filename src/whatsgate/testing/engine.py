@@ -61,6 +61,8 @@ class FakeConnection(EngineConnection):
     history_requests: list[tuple[Jid | None, int]] = field(default_factory=list)
     #: Every ``check_numbers`` request: the numbers asked and when.
     number_checks: list[tuple[list[str], datetime]] = field(default_factory=list)
+    #: The ``engine_ref`` of every media download.
+    downloads: list[str] = field(default_factory=list)
 
     async def emit(self, event: EngineEvent) -> None:
         if self.closed:
@@ -111,6 +113,8 @@ class FakeConnection(EngineConnection):
 
     async def download_media(self, media: Media) -> bytes:
         self._check_open()
+        self.downloads.append(media.engine_ref or "")
+        await asyncio.sleep(0)  # a download takes a moment: concurrent callers overlap
         blob = self.engine.media.get(media.engine_ref or "")
         if blob is None:
             raise SendFailed("fake engine: no such media")
