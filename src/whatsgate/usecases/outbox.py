@@ -148,7 +148,10 @@ class DeliverOutbox:
             session = await uow.sessions.get(session_id)
             connection = self._connection(session)
             if session is None or connection is None:
-                return True, now + timedelta(seconds=self.settings.offline_recheck)
+                recheck = now + timedelta(seconds=self.settings.offline_recheck)
+                if session is not None and session.banned_until is not None:
+                    recheck = max(recheck, session.banned_until)  # no use asking before
+                return True, recheck
             slot = self.pacer.slot(session_id, now)
             if slot.at > now:
                 if slot.throttled and not (entry.throttled and entry.next_attempt_at == slot.at):

@@ -15,7 +15,13 @@ from whatsgate.domain.session import Session
 from whatsgate.ports.engine import TypingState
 from whatsgate.testing import settle
 from whatsgate.usecases._chats import conversation_for
-from whatsgate.usecases.outbox import DeliverCommand, OutboxSettings
+from whatsgate.usecases.outbox import (
+    DeliverCommand,
+    DeliverOutbox,
+    DeliveryReport,
+    OutboxSettings,
+    OutboxWorker,
+)
 from whatsgate.usecases.send import (
     OutgoingMedia,
     ReactionSpec,
@@ -210,6 +216,19 @@ async def test_a_session_that_is_not_connected_holds_its_queue(world: World) -> 
     assert (await world.message(result.id)).status is MessageStatus.SENT
 
 
+async def test_a_temporary_ban_pauses_the_queue_until_it_expires(world: World) -> None:
+    session = await world.connected_session()
+    expires = world.clock.now() + timedelta(hours=1)
+    await world.fake.ban(session.id, expires)
+    result = await send(world, session)
+    report = await world.deliver(DeliverCommand())
+    assert report.next_due_at == expires
+    assert world.fake.send_calls == []
+    entry = await world.outbox_entry(result.id)
+    assert (entry.state, entry.attempts) == (OutboxState.PENDING, 0)
+    assert (await world.message(result.id)).status is MessageStatus.QUEUED
+
+
 async def test_a_connection_lost_mid_send_holds_without_spending_attempts(world: World) -> None:
     session = await world.connected_session()
     world.fake.connection(session.id).closed = True  # the engine raises SessionNotConnected
@@ -331,3 +350,31 @@ async def test_an_outbox_pass_reports_what_it_did(world: World) -> None:
     await world.clock.advance(2)
     report = await world.deliver(DeliverCommand(session_id=session.id))
     assert (report.sent, report.next_due_at) == (1, None)
+
+
+async def test_a_failing_pass_is_logged_and_tried_again_later(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = await world.connected_session()
+    passes: list[str] = []
+
+    class BrokenOnce(DeliverOutbox):
+        async def __call__(self, command: DeliverCommand) -> DeliveryReport:
+            passes.append("pass")
+            if len(passes) == 1:
+                raise RuntimeError("database went away")
+            return await super().__call__(command)
+
+    d = world.deliver
+    broken = BrokenOnce(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
+    worker = OutboxWorker(broken, world.clock, world.wake, error_pause=5.0)
+    await world.send(
+        SendMessageCommand(session_id=session.id, to=TO, kind=MessageKind.TEXT, text="hi")
+    )
+    worker.start()
+    await settle()
+    assert passes == ["pass"] and world.fake.sent == []
+    assert "an outbox pass failed" in caplog.text
+    await world.clock.advance(5)
+    assert len(passes) == 2 and len(world.fake.sent) == 1
+    await worker.stop()
