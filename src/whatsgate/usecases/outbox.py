@@ -200,7 +200,8 @@ class DeliverOutbox:
     async def _outgoing(self, message: Message) -> OutgoingMessage | None:
         data = None
         if message.media is not None:
-            data = await self.media.get(message.media.storage_key or "")
+            key = message.media.storage_key
+            data = await self.media.get(key) if key is not None else None
             if data is None:
                 return None
         return OutgoingMessage(
