@@ -88,7 +88,8 @@ class ImportHistory:
       counts unread nor reopens a conversation, it only moves previews forward.
     - Contacts and LID ↔ phone pairs of the batch are merged with the first chunk.
     - ``history.progress`` after each chunk: processed and total of the batch, ``done`` after
-      the last chunk of the last batch.
+      the last chunk of the last batch; ``conversation.updated`` for each conversation a chunk
+      touched, but no ``message.new`` (weeks of history would flood the clients).
     - Resumable: how far the batch got is kept in the event log's cursors (``progress_key``),
       written by the same commit as each chunk; the same batch handed again after a crash
       resumes after its last committed chunk.

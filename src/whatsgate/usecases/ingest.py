@@ -290,9 +290,10 @@ class MessageIngestion:
     # -- writing --------------------------------------------------------------------------
 
     async def flush(self) -> list[Message]:
-        """Write everything staged and stage its events (``message.new`` for each message
-        stored, ``message.updated`` for each stored message changed, ``conversation.updated``
-        for each conversation touched). Returns the messages stored."""
+        """Write everything staged and stage its events: ``message.new`` for each message
+        stored live (history does not flood the clients with weeks of messages),
+        ``message.updated`` for each stored message changed, ``conversation.updated`` for each
+        conversation touched. Returns the messages stored."""
         uow = self.uow
         if self._dirty_contacts:
             await uow.contacts.save_many(list(self._dirty_contacts.values()))
@@ -301,7 +302,7 @@ class MessageIngestion:
         inserted = await uow.messages.add_new(self._new) if self._new else []
         for message in self._changed.values():
             await uow.messages.save(message)
-        for message in inserted:
+        for message in inserted if self.live else ():
             conversation = self._conversations_by_id.get(message.conversation_id)
             assignee = conversation.assignee_id if conversation else None
             uow.events.add(MessageReceived.of(message, self.now, assignee))
