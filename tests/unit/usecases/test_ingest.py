@@ -346,3 +346,21 @@ async def test_an_engine_message_that_cannot_be_stored_is_not_acknowledged(
         await uow.commit()
     with pytest.raises(SessionNotFound):
         await world.fake.emit(session.id, incoming("M1"))
+
+
+async def test_one_group_commit_serves_several_sessions(world: World, session: Session) -> None:
+    other = await world.new_session("support")
+    before = world.store.commits
+    await asyncio.gather(
+        world.receive(session.id, incoming("M1", push_name="Alice")),
+        world.receive(other.id, incoming("M1", push_name="Alice")),
+        world.receive(other.id, incoming("M2", chat=GROUP, sender=ALICE)),
+    )
+    assert world.store.commits == before + 1
+    assert (await world.conversation(session.id, ALICE)).unread_count == 1
+    assert (await world.conversation(other.id, ALICE)).unread_count == 1
+    assert (await world.conversation(other.id, GROUP)).unread_count == 1
+    # Contacts are per session: one Alice in each, never two in one.
+    assert sorted(c.session_id for c in world.store.contacts.values()) == sorted(
+        [session.id, other.id]
+    )
