@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -43,6 +44,19 @@ async def _conversation(uow: UnitOfWork, conversation_id: str) -> Conversation:
     found = await uow.conversations.get(conversation_id)
     if found is None:
         raise ConversationNotFound(conversation_id=conversation_id)
+    return found
+
+
+async def _conversation_with(uow: UnitOfWork, session_id: str, chat: Jid) -> Conversation | None:
+    """The conversation with ``chat``, also when WhatsApp names the contact by its other
+    address (LID or phone number)."""
+    found = await uow.conversations.get_by_chat(session_id, chat)
+    if found is None and not chat.is_group:
+        contact = await uow.contacts.get_by_jid(session_id, chat)
+        if contact is not None:
+            for address in (contact.jid, contact.lid):
+                if found is None and address is not None and address != chat:
+                    found = await uow.conversations.get_by_chat(session_id, address)
     return found
 
 
@@ -369,7 +383,10 @@ class ProcessReceipt:
 
     - Status only moves forward: a late "delivered" after "read" changes nothing, and each
       real change publishes one ``message.status``.
-    - Receipts of unknown messages, of inbound messages, and server errors change nothing.
+    - The account's own "read" (the chat was read on the phone or another device) marks the
+      conversation read here too: unread drops to 0, ``conversation.updated``.
+    - Receipts of unknown messages, others' receipts of inbound messages, and server errors
+      change nothing.
     """
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
@@ -387,6 +404,12 @@ class ProcessReceipt:
         now = self.clock.now()
         changed: list[Message] = []
         async with self.uow() as uow:
+            session = await uow.sessions.get(command.session_id)
+            if session is None:
+                raise SessionNotFound(session_id=command.session_id)
+            own = receipt.sender is not None and receipt.sender in (session.jid, session.lid)
+            if own and status is MessageStatus.READ:
+                await self._read_on_phone(uow, session.id, receipt.chat, now)
             for wa_id in dict.fromkeys(receipt.wa_ids):
                 message = await uow.messages.get_by_wa_id(command.session_id, wa_id)
                 if message is None or message.is_inbound:
@@ -395,9 +418,15 @@ class ProcessReceipt:
                     await uow.messages.save(message)
                     uow.events.add(MessageStatusChanged.of(message, now))
                     changed.append(message)
-            if changed:
-                await uow.commit()
+            await uow.commit()
         return changed
+
+    @staticmethod
+    async def _read_on_phone(uow: UnitOfWork, session_id: str, chat: Jid, now: datetime) -> None:
+        conversation = await _conversation_with(uow, session_id, chat)
+        if conversation is not None and conversation.mark_read(now):
+            await uow.conversations.save(conversation)
+            uow.events.add(ConversationUpdated.of(conversation, now))
 
     async def handle(self, session_id: str, event: Receipt) -> list[Message]:
         return await self(ReceiptCommand(session_id=session_id, receipt=event))
@@ -423,11 +452,7 @@ class ProcessPresence:
             session = await uow.sessions.get(command.session_id)
             if session is None:
                 raise SessionNotFound(session_id=command.session_id)
-            conversation = await uow.conversations.get_by_chat(session.id, presence.chat)
-            if conversation is None and not presence.chat.is_group:
-                contact = await uow.contacts.get_by_jid(session.id, presence.chat)
-                if contact is not None:
-                    conversation = await uow.conversations.get_by_chat(session.id, contact.jid)
+            conversation = await _conversation_with(uow, session.id, presence.chat)
             uow.events.add(
                 TypingChanged(
                     organization_id=session.organization_id,

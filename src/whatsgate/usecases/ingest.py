@@ -184,8 +184,8 @@ class MessageIngestion:
             target = await self._target(session_id, incoming.target_wa_id)
             if target is not None and target.apply_reaction(message.sender, incoming.text or ""):
                 self._mark_changed(target)
-        conversation.register_message(message, self.now, live=self.live)
-        self._dirty_conversations[conversation.id] = conversation
+        if conversation.register_message(message, self.now, live=self.live):
+            self._dirty_conversations[conversation.id] = conversation
         self._new.append(message)
         self._new_by_wa[(session_id, incoming.wa_id)] = message
         return IngestResult(message=message, created=True)

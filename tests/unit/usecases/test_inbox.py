@@ -33,7 +33,7 @@ from whatsgate.usecases.inbox import (
 )
 from whatsgate.usecases.sessions import SessionCommand
 
-from .harness import ALICE, BOB, GROUP, World, incoming
+from .harness import ALICE, ALICE_LID, BOB, GROUP, World, incoming
 
 S = MessageStatus
 
@@ -142,6 +142,28 @@ async def test_receipts_move_ticks_forward_one_event_per_change(
     )
     assert (await world.message(session.id, "IN1")).status is S.RECEIVED
     assert len(world.events("message.status")) == 6
+
+
+async def test_reading_the_chat_on_the_phone_marks_it_read_here(world: World) -> None:
+    session = await world.connected_session()
+    assert session.jid is not None
+    await world.receive(session.id, incoming("IN1", chat=ALICE_LID, chat_alt=Jid.parse(ALICE)))
+    await world.receive(session.id, incoming("IN2", chat=ALICE_LID))
+    own = Receipt(
+        chat=Jid.parse(ALICE_LID),
+        sender=session.jid,
+        wa_ids=("IN1", "IN2"),
+        type=ReceiptType.READ,
+        timestamp=world.clock.now(),
+    )
+    await world.fake.emit(session.id, own)
+    conversation = await world.conversation(session.id, ALICE)
+    assert conversation.unread_count == 0
+    assert world.events("conversation.updated")[-1].data["unread_count"] == 0
+    # The contact's own read receipt of an inbound message does not.
+    await world.receive(session.id, incoming("IN3"))
+    await world.fake.emit(session.id, receipt(ReceiptType.READ, "IN3"))
+    assert (await world.conversation(session.id, ALICE)).unread_count == 1
 
 
 async def test_receipts_from_the_engine_are_applied(world: World) -> None:

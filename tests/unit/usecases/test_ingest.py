@@ -18,8 +18,12 @@ from whatsgate.domain.message import (
     Poll,
 )
 from whatsgate.domain.session import Session
-from whatsgate.testing import settle
-from whatsgate.usecases.ingest import IncomingMessageCommand, IngestSettings
+from whatsgate.testing import MemoryUnitOfWork, settle
+from whatsgate.usecases.ingest import (
+    IncomingMessageCommand,
+    IngestSettings,
+    ProcessIncomingMessage,
+)
 
 from .harness import ALICE, ALICE_LID, BOB, GROUP, World, incoming
 
@@ -364,3 +368,42 @@ async def test_one_group_commit_serves_several_sessions(world: World, session: S
     assert sorted(c.session_id for c in world.store.contacts.values()) == sorted(
         [session.id, other.id]
     )
+
+
+class SlowCommitUnitOfWork(MemoryUnitOfWork):
+    """A database whose commits take as long as the test says."""
+
+    gate: asyncio.Event
+
+    async def commit(self) -> None:
+        await self.gate.wait()
+        await super().commit()
+
+
+async def test_messages_arriving_during_a_commit_form_the_next_group(world: World) -> None:
+    sid = (await world.new_session()).id
+    gate = asyncio.Event()
+
+    def slow() -> MemoryUnitOfWork:
+        uow = SlowCommitUnitOfWork(world.store)
+        uow.gate = gate
+        return uow
+
+    ingest = ProcessIncomingMessage(slow, world.clock, IngestSettings(group_window=0))
+    before = world.store.commits
+    first = asyncio.ensure_future(
+        ingest(IncomingMessageCommand(session_id=sid, message=incoming("M0")))
+    )
+    await settle()  # M0's unit of work is committing
+    rest = [
+        asyncio.ensure_future(
+            ingest(IncomingMessageCommand(session_id=sid, message=incoming(f"M{i}")))
+        )
+        for i in range(1, 6)
+    ]
+    await settle()
+    assert not first.done() and world.store.commits == before
+    gate.set()
+    await asyncio.gather(first, *rest)
+    assert world.store.commits == before + 2
+    assert (await world.conversation(sid, ALICE)).unread_count == 6
