@@ -232,12 +232,20 @@ def conversation(chat: str, *messages: Any, name: str = "", lid: str = "", pn: s
 
 
 def web_message(
-    wa_id: str, chat: str, content: Any, *, from_me: bool = False, participant: str = ""
+    wa_id: str,
+    chat: str,
+    content: Any,
+    *,
+    from_me: bool = False,
+    participant: str = "",
+    timestamp: int = TS,
 ) -> Any:
     key = common.MessageKey(remoteJID=chat, fromMe=from_me, ID=wa_id)
     if participant:
         key.participant = participant
-    return web.WebMessageInfo(key=key, message=content, messageTimestamp=TS, pushName="Alice")
+    return web.WebMessageInfo(
+        key=key, message=content, messageTimestamp=timestamp, pushName="Alice"
+    )
 
 
 def contact(user: str, full_name: str = "", push_name: str = "") -> Any:

@@ -21,7 +21,12 @@ import pytest
 from tests.adapters.neonize import protos as p
 from tests.adapters.neonize.conftest import Recorder, until
 from whatsgate.adapters.neonize import _runtime
-from whatsgate.adapters.neonize.engine import NeonizeEngine, list_devices, neonize_store_url
+from whatsgate.adapters.neonize.engine import (
+    NeonizeEngine,
+    list_devices,
+    neonize_store_url,
+    sqlite_devices,
+)
 from whatsgate.domain.errors import EngineError, SessionNotConnected
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import MessageKind
@@ -152,6 +157,7 @@ async def test_a_restored_session_resumes_its_stored_device(tmp_path: Path) -> N
     store.parent.mkdir(parents=True)
     fake_device(store, f"{p.ME}:12@s.whatsapp.net")
     assert list_devices(str(store)) == [f"{p.ME}:12@s.whatsapp.net"]
+    assert sqlite_devices(store) == [f"{p.ME}:12@s.whatsapp.net"]
     recorder = Recorder()
     await engine.open(SessionRef("s1", jid=ME), recorder)
     await until(lambda: bool(recorder.events), within=10)
@@ -191,26 +197,35 @@ def test_thirty_sessions_start_and_stop_concurrently_without_crashing(tmp_path: 
 
         async def main():
             engine = NeonizeEngine({str(tmp_path)!r})
-            for round in range(2):
-                seen = {{}}
-                def listener_for(sid):
-                    async def listener(event):
-                        seen.setdefault(sid, event)
-                    return listener
-                refs = [SessionRef(f"s{{n}}") for n in range(30)]
-                connections = await asyncio.gather(
-                    *(engine.open(ref, listener_for(ref.session_id)) for ref in refs)
-                )
-                deadline = time.monotonic() + 20
-                while len(seen) < 30 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
-                assert len(seen) == 30, len(seen)
-                await asyncio.gather(*(c.disconnect() for c in connections))
+            seen = {{}}
+            def listener_for(sid):
+                async def listener(event):
+                    seen.setdefault(sid, event)
+                return listener
+            refs = [SessionRef(f"s{{n}}") for n in range(30)]
+            # 30 start together, each reports, all stop together.
+            connections = await asyncio.gather(
+                *(engine.open(ref, listener_for(ref.session_id)) for ref in refs)
+            )
+            deadline = time.monotonic() + 30
+            while len(seen) < 30 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert len(seen) == 30, len(seen)
+            await asyncio.gather(*(c.disconnect() for c in connections))
+            # 30 start and are stopped at once, while their clients are still starting, again
+            # and again (without the lifecycle gate this aborts: "concurrent map writes").
+            async def start_stop(n, ref):
+                connection = await engine.open(ref, listener_for(ref.session_id))
+                await asyncio.sleep(0.002 * (n % 10))
+                await connection.disconnect()
+            for _ in range(8):
+                await asyncio.gather(*(start_stop(n, ref) for n, ref in enumerate(refs)))
             await engine.close()
             print("survived", flush=True)
 
         asyncio.run(main())
-        """
+        """,
+        timeout=100,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "survived" in result.stdout

@@ -16,7 +16,9 @@ import hashlib
 import itertools
 import logging
 import re
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,8 @@ class _Plan:
 def list_devices(store: str) -> list[str]:
     """The device JIDs a neonize store holds (blocking: run it in a thread).
 
-    Raises ``EngineError`` when the store cannot be opened or read.
+    Raises ``EngineError`` when the store cannot be opened or read. Each call leaks the store
+    connection neonize opens (it is never closed): use it where no other way exists (PostgreSQL).
     """
     callback = aioze_client.func_callback_bytes2(aioze_client.log_whatsmeow)
     raw = aioze_client.gocode.GetAllDevices(store.encode(), callback)
@@ -79,6 +82,25 @@ def list_devices(store: str) -> list[str]:
         return []
     # "jid,push name,business name,initialized": names may hold commas, the JID never does.
     return [entry.split(",", 1)[0] for entry in text.split(_DEVICE_SEPARATOR) if entry]
+
+
+def sqlite_devices(path: Path) -> list[str]:
+    """The device JIDs of a session's SQLite store, read with Python's own sqlite3.
+
+    Asking neonize instead (``list_devices``) opens a whatsmeow container that is never closed:
+    one file descriptor leaked per call.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            rows = db.execute("SELECT jid FROM whatsmeow_device").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # created but never written: no device yet
+        raise EngineError(str(exc)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise EngineError(str(exc)) from exc
+    return [str(row[0]) for row in rows]
 
 
 class NeonizeEngine(WhatsAppEngine):
@@ -199,7 +221,10 @@ class NeonizeEngine(WhatsAppEngine):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 return _Plan(store)
         try:
-            devices = await asyncio.to_thread(list_devices, store)
+            if self.postgres_url is not None:
+                devices = await asyncio.to_thread(list_devices, store)
+            else:
+                devices = await asyncio.to_thread(sqlite_devices, Path(store))
         except EngineError as exc:
             if self.postgres_url is not None and not is_store_error(str(exc)):
                 return Disconnected(reason="network")
