@@ -26,6 +26,7 @@ import ctypes
 import logging
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -79,6 +80,8 @@ START_FAILED = -2
 REPORT = -3
 
 _Item = tuple[int, list[mapping.Mapped], threading.Event | None]
+
+_REMEMBERED_SENDERS = 5000
 
 #: What ends the QR phase.
 _QR_OVER = (Paired, Connected, LoggedOut, Replaced, Banned, ConnectFailed, Disconnected, PairFailed)
@@ -147,6 +150,9 @@ class NeonizeConnection(EngineConnection):
         self._consumer: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._pending_acks: set[threading.Event] = set()
+        #: Who sent the messages seen lately (WhatsApp id → sender): a reply, reaction or
+        #: revoke must name its target's sender, which the port does not always carry.
+        self._senders: OrderedDict[str, Jid] = OrderedDict()
         self._acks_lock = threading.Lock()
         self.alive = asyncio.Event()
         self.connect_task: asyncio.Task[Any] | None = None
@@ -338,12 +344,31 @@ class NeonizeConnection(EngineConnection):
         if isinstance(event, Paired):
             self.me = event.jid
             self.lid = event.lid or self.lid
+        if isinstance(event, IncomingMessage):
+            self._remember(event)
+        elif isinstance(event, HistoryBatch):
+            for message in event.messages:
+                self._remember(message)
         if isinstance(event, Connected):
             self.connected = True
             event = await self._identity()
         elif isinstance(event, Disconnected | LoggedOut | Replaced | Banned | ConnectFailed):
             self.connected = False
         await self._emit(event)
+
+    def _remember(self, message: IncomingMessage) -> None:
+        sender = self.me if message.from_me else message.sender
+        if sender is None:
+            return
+        self._senders[message.wa_id] = sender
+        self._senders.move_to_end(message.wa_id)
+        while len(self._senders) > _REMEMBERED_SENDERS:
+            self._senders.popitem(last=False)
+
+    def _sender_of(self, wa_id: str | None, given: Jid | None) -> Jid | None:
+        if given is not None or wa_id is None:
+            return given
+        return self._senders.get(wa_id)
 
     async def _emit(self, event: EngineEvent) -> None:
         # A message or history batch that failed to commit is tried again (a locked database
@@ -494,12 +519,15 @@ class NeonizeConnection(EngineConnection):
         async with self._call(action) as client:
             proto = await self._build(client, message)
             response = await client.send_message(mapping.to_proto_jid(message.to), proto)
+        if self.me is not None and response.ID:
+            self._senders[response.ID] = self.me
         return SendResult(
             wa_id=response.ID, timestamp=mapping.to_datetime(response.Timestamp, _now())
         )
 
     async def _build(self, client: Any, message: OutgoingMessage) -> Any:
-        context = mapping.context_info(message.quoted_wa_id, message.quoted_sender)
+        quoted_sender = self._sender_of(message.quoted_wa_id, message.quoted_sender)
+        context = mapping.context_info(message.quoted_wa_id, quoted_sender)
         if message.is_edit:
             if not message.target_wa_id or message.text is None:
                 raise InvalidMessage("An edit needs the message to edit and its new text.")
@@ -507,13 +535,15 @@ class NeonizeConnection(EngineConnection):
         if message.is_revoke:
             if not message.target_wa_id or self.me is None:
                 raise InvalidMessage("A revoke needs the message to revoke.")
-            sender = message.target_sender or self.me
+            sender = self._sender_of(message.target_wa_id, message.target_sender) or self.me
             return mapping.revoke_message(message.to, sender, message.target_wa_id, self.me)
         kind = message.kind
         if kind is MessageKind.REACTION:
             if not message.target_wa_id:
                 raise InvalidMessage("A reaction needs the message it reacts to.")
-            target_sender = message.target_sender or (None if message.to.is_group else message.to)
+            target_sender = self._sender_of(message.target_wa_id, message.target_sender) or (
+                None if message.to.is_group else message.to
+            )
             if target_sender is None:
                 raise InvalidMessage("A reaction in a group needs the sender of its target.")
             return await client.build_reaction(
