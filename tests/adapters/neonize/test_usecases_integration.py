@@ -22,7 +22,7 @@ from whatsgate.adapters.neonize.engine import NeonizeEngine
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Direction, MessageKind, MessageStatus
 from whatsgate.domain.session import Session, SessionStatus
-from whatsgate.usecases.sessions import InitializeCommand
+from whatsgate.usecases.sessions import InitializeCommand, SessionCommand
 
 ME = Jid.phone(p.ME)
 ALICE = f"{p.ALICE}@s.whatsapp.net"
@@ -235,5 +235,30 @@ async def test_an_offline_start_with_the_real_client_is_reconnecting_for_the_net
     )
     assert result.session.status is SessionStatus.RECONNECTING
     assert result.session.status_reason == "network"
+    await world.connections.close_all()
+    await engine.close()
+
+
+async def test_a_corrupt_device_store_fails_the_session_until_a_logout_clears_it(
+    tmp_path: Path,
+) -> None:
+    engine = NeonizeEngine(tmp_path)
+    world = World(engine=engine)  # type: ignore[arg-type]
+    session = await world.new_session()
+    store = engine.store_path(session.id)
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"not a database" * 64)
+    result = await asyncio.wait_for(
+        world.initialize(InitializeCommand(session_id=session.id)), timeout=10
+    )
+    assert result.session.status is SessionStatus.FAILED
+    assert result.session.status_reason == "credentials_corrupted"
+    assert store.exists()  # kept for whoever wants to look at it; no silent new pairing
+    await world.logout(SessionCommand(session_id=session.id))
+    assert not store.exists()
+    again = await asyncio.wait_for(
+        world.initialize(InitializeCommand(session_id=session.id)), timeout=10
+    )
+    assert again.session.status is SessionStatus.RECONNECTING  # a fresh pairing, offline here
     await world.connections.close_all()
     await engine.close()
