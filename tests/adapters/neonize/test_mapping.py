@@ -286,8 +286,16 @@ def test_receipts(kind: int, expected: ReceiptType) -> None:
     )
 
 
-def test_receipts_of_our_own_devices_are_not_ticks() -> None:
-    assert roundtrip(mapping.RECEIPT, p.receipt(["A1"], npb.Receipt.READ_SELF)) == []
+def test_a_read_on_the_phone_is_a_read_by_the_account() -> None:
+    event = p.receipt(["A1"], npb.Receipt.READ_SELF, sender=p.jid(p.ME, device=0))
+    [receipt] = roundtrip(mapping.RECEIPT, event)
+    assert isinstance(receipt, Receipt)
+    assert (receipt.type, receipt.sender, receipt.chat) == (ReceiptType.READ, ME, ALICE)
+
+
+@pytest.mark.parametrize("kind", [npb.Receipt.RETRY, npb.Receipt.INACTIVE, npb.Receipt.SENDER])
+def test_protocol_receipts_are_not_ticks(kind: int) -> None:
+    assert roundtrip(mapping.RECEIPT, p.receipt(["A1"], kind)) == []
 
 
 @pytest.mark.parametrize(

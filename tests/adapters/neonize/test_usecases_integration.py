@@ -154,6 +154,24 @@ async def test_receipts_move_the_ticks_of_what_the_account_sent(world: World) ->
     assert sent.status is MessageStatus.READ
 
 
+async def test_reading_the_chat_on_the_phone_zeroes_its_unread_here(world: World) -> None:
+    session, go = await connected(world)
+    await fire(go, mapping.MESSAGE, p.message_event(p.text("unread"), wa_id="IN1"))
+    assert (await world.conversation(session.id, ALICE)).unread_count == 1
+    read_on_phone = p.receipt(["IN1"], npb.Receipt.READ_SELF, sender=p.jid(p.ME, device=0))
+    await fire(go, mapping.RECEIPT, read_on_phone)
+    await until(lambda: bool(world.events("conversation.updated")))
+
+    async def unread() -> int:
+        return (await world.conversation(session.id, ALICE)).unread_count
+
+    for _ in range(100):
+        if await unread() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert await unread() == 0
+
+
 async def test_typing_is_published(world: World) -> None:
     _, go = await connected(world)
     await fire(go, mapping.CHAT_PRESENCE, p.chat_presence(npb.ChatPresence.COMPOSING))

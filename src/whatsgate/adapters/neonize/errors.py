@@ -21,7 +21,8 @@ from whatsgate.domain.errors import (
 )
 
 _NOT_CONNECTED = re.compile(
-    r"not connected|client is nil|client not found|websocket (is )?(not|closed)|not logged in",
+    r"not connected|client is nil|client not found|websocket (is )?(not|closed)|not logged in|"
+    r"doesn't contain a device JID",
     re.IGNORECASE,
 )
 _RATE_LIMITED = re.compile(r"rate.?over.?limit|rate.?limit|\b429\b|too many", re.IGNORECASE)

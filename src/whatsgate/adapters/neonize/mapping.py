@@ -485,11 +485,18 @@ _RECEIPTS = {
     npb.Receipt.READ: ReceiptType.READ,
     npb.Receipt.PLAYED: ReceiptType.PLAYED,
     npb.Receipt.SERVER_ERROR: ReceiptType.SERVER_ERROR,
+    # The account read (or played) a chat on the phone or another device: a read by the
+    # account itself, its sender is the account.
+    npb.Receipt.READ_SELF: ReceiptType.READ,
+    npb.Receipt.PLAYED_SELF: ReceiptType.PLAYED,
 }
 
 
 def receipt(event: Any, now: datetime) -> Receipt | None:
-    """Ticks of messages we sent; receipts of our own devices and retries are not ticks."""
+    """Ticks of messages we sent, and reads by the account on its other devices.
+
+    Retries, inactive and peer receipts are not ticks.
+    """
     kind = _RECEIPTS.get(event.Type)
     chat = to_jid(event.MessageSource.Chat)
     ids = tuple(str(i) for i in event.MessageIDs if i)
