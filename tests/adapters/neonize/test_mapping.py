@@ -240,6 +240,16 @@ def test_ephemeral_and_view_once_are_unwrapped() -> None:
     assert (once.kind, once.text) == (MessageKind.IMAGE, "once")
 
 
+def test_a_tapped_button_is_the_text_chosen() -> None:
+    content = e2e.Message(
+        buttonsResponseMessage=e2e.ButtonsResponseMessage(
+            selectedDisplayText="Talk to sales", selectedButtonID="sales"
+        )
+    )
+    message = incoming(content)
+    assert (message.kind, message.text) == (MessageKind.TEXT, "Talk to sales")
+
+
 def test_unknown_content_is_kept_as_unsupported() -> None:
     content = e2e.Message(groupInviteMessage=e2e.GroupInviteMessage(groupName="club"))
     message = incoming(content)

@@ -245,6 +245,13 @@ _POLLS = (
     "pollCreationMessageV6",
 )
 
+_CHOICE_TEXT: dict[str, Any] = {
+    "buttonsResponseMessage": lambda sub: sub.selectedDisplayText,
+    "templateButtonReplyMessage": lambda sub: sub.selectedDisplayText,
+    "listResponseMessage": lambda sub: sub.title or sub.singleSelectReply.selectedRowID,
+    "interactiveResponseMessage": lambda sub: sub.body.text,
+}
+
 #: Media fields and what is left out of ``Media.engine_ref`` (not needed to download).
 _MEDIA_FIELDS = {
     "imageMessage": MessageKind.IMAGE,
@@ -357,6 +364,9 @@ def content_of(message: Any) -> Content | None:
         return Content(
             kind=kind, text=caption or None, media=_media(name, sub), quoted_wa_id=_quoted(sub)
         )
+    if name in _CHOICE_TEXT:  # a tapped button or list row: what the person chose, as text
+        chosen = _CHOICE_TEXT[name](sub)
+        return Content(kind=MessageKind.TEXT, text=chosen or None, quoted_wa_id=_quoted(sub))
     if name == "reactionMessage":
         return Content(kind=MessageKind.REACTION, text=sub.text, target_wa_id=sub.key.ID or None)
     if name in ("locationMessage", "liveLocationMessage"):
