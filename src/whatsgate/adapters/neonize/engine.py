@@ -200,6 +200,7 @@ class NeonizeEngine(WhatsAppEngine):
                 return
             client = aioze_client.NewAClient(plan.store, jid=plan.jid, new_device=plan.new_device)
             uuid = f"{ref.session_id}#{next(self._ids)}".encode()
+            _follow_whatsmeow_log_level()
             await connection.start(client, uuid, grace=self.startup_grace)
         except asyncio.CancelledError:
             raise
@@ -279,6 +280,13 @@ class NeonizeEngine(WhatsAppEngine):
 
     def connection(self, session_id: str) -> NeonizeConnection | None:
         return self._connections.get(session_id)
+
+
+def _follow_whatsmeow_log_level() -> None:
+    """neonize tells Go to log at its own logger's level (NOTSET: everything); the app sets the
+    ``whatsmeow`` logger's level instead, and Go follows it."""
+    level = logging.getLogger("whatsmeow").getEffectiveLevel()
+    aioze_client.log.setLevel(level)
 
 
 def _remove_store(path: Path) -> None:
