@@ -83,8 +83,8 @@ _Item = tuple[int, list[mapping.Mapped], threading.Event | None]
 
 _REMEMBERED_SENDERS = 5000
 
-#: What ends the QR phase.
-_QR_OVER = (Paired, Connected, LoggedOut, Replaced, Banned, ConnectFailed, Disconnected, PairFailed)
+#: What ends the QR phase (a failed pairing does not: WhatsApp may go on rotating codes).
+_QR_OVER = (Paired, Connected, LoggedOut, Replaced, Banned, ConnectFailed, Disconnected)
 
 
 def _now() -> datetime:

@@ -204,9 +204,9 @@ class NeonizeEngine(WhatsAppEngine):
             await connection.start(client, uuid, grace=self.startup_grace)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
             log.exception("session %s: the neonize client did not start", ref.session_id)
-            connection.report(Disconnected(reason=f"network: {exc}"[:200]))
+            connection.report(Disconnected(reason="network"))
 
     async def _plan(self, ref: SessionRef) -> _Plan | EngineEvent:
         if self.postgres_url is not None:
