@@ -536,11 +536,8 @@ def presence(event: Any) -> Presence | None:
 def pair_status(event: Any) -> Paired | PairFailed:
     jid = to_jid(event.ID) if event.HasField("ID") else None
     if event.Status == npb.PairStatus.SUCCESS and jid is not None:
-        return Paired(
-            jid=jid,
-            platform=event.Platform or None,
-            push_name=event.BusinessName or None,
-        )
+        # PairSuccess carries no push name (only a business name); Connected brings it.
+        return Paired(jid=jid, platform=event.Platform or None)
     return PairFailed(reason=event.Error or "pairing failed")
 
 
