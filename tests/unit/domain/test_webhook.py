@@ -273,3 +273,12 @@ def test_a_rotation_keeps_the_new_and_the_current_secret_then_drops_the_old() ->
     assert webhook.secrets == (SECRET,)
     assert SECRET not in str(webhook.to_dict())
     assert webhook.to_dict()["signed"] is True
+
+
+def test_receivers_import_the_check_from_a_short_public_path() -> None:
+    from whatsgate import webhooks
+
+    header = webhooks.sign([SECRET], 1_700_000_000, BODY)
+    assert webhooks.verify_signature(header, BODY, SECRET, now=1_700_000_100)
+    assert webhooks.SIGNATURE_HEADER == "X-Whatsgate-Signature"
+    assert webhooks.__all__ == sorted(webhooks.__all__)
