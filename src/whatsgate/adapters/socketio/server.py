@@ -350,7 +350,7 @@ class RealtimeServer:
                     cursor, replayed = event.id, replayed + 1
                 if len(page) < REPLAY_PAGE:
                     break
-            while held := gate.held[key]:
+            while held := gate.held.get(key):
                 gate.held[key] = []
                 for name, envelope in held:
                     found = _event_key(envelope)
@@ -361,6 +361,7 @@ class RealtimeServer:
             gate.held.pop(key, None)
             raise
         # No await between the last look at the buffer and this: the live path takes over.
-        del gate.held[key]
-        gate.floors[key] = cursor
+        gate.held.pop(key, None)
+        if sid in self._principals:  # not disconnected meanwhile
+            gate.floors[key] = cursor
         return replayed
