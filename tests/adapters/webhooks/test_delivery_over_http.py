@@ -193,3 +193,54 @@ async def test_redirects_are_not_followed_and_public_literals_go_out_as_they_are
     assert status == 302
     assert [str(r.url) for r in seen] == ["http://93.184.216.34:8080/hook"]
     assert seen[0].headers["X-A"] == "1"
+
+
+async def test_a_host_name_goes_to_the_address_that_was_checked() -> None:
+    seen: list[httpx.Request] = []
+    asked: list[tuple[str, int]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return ["93.184.216.34", "2606:2800:220:1::1"]
+
+    sender = HttpxWebhookSender(transport=httpx.MockTransport(handler), resolver=resolver)
+    try:
+        assert await sender.send("https://hooks.example.com/wa?x=1", b"{}", {}) == 204
+    finally:
+        await sender.aclose()
+    assert asked == [("hooks.example.com", 443)]
+    [request] = seen
+    assert str(request.url) == "https://93.184.216.34/wa?x=1"
+    assert request.headers["Host"] == "hooks.example.com"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+
+
+async def test_a_host_name_that_resolves_to_any_private_address_is_refused() -> None:
+    seen: list[httpx.Request] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return ["93.184.216.34", "10.0.0.7"]
+
+    async def unknown(host: str, port: int) -> list[str]:
+        raise socket.gaierror("Name or service not known")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    refusing = HttpxWebhookSender(transport=httpx.MockTransport(handler), resolver=rebinding)
+    failing = HttpxWebhookSender(transport=httpx.MockTransport(handler), resolver=unknown)
+    try:
+        with pytest.raises(DestinationRefused, match=r"10\.0\.0\.7"):
+            await refusing.send("http://evil.example.net/", b"{}", {})
+        with pytest.raises(DeliveryError, match="Cannot resolve") as caught:
+            await failing.send("http://nowhere.example.net/", b"{}", {})
+    finally:
+        await refusing.aclose()
+        await failing.aclose()
+    assert caught.value.retryable
+    assert seen == []

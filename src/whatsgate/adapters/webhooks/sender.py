@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
 from whatsgate.domain.webhook import DeliveryError, DestinationRefused, is_public_address
 from whatsgate.ports.webhooks import WebhookSender
 
+#: Host name and port to the addresses it resolves to.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` (the system resolver)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
 
 class HttpxWebhookSender(WebhookSender):
+    """POSTs deliveries with httpx: ``timeout`` per attempt (``connect_timeout`` to connect),
+    no redirects, no proxy from the environment; unless ``allow_private``, only to public
+    addresses, checked after resolution."""
+
     def __init__(
         self,
         *,
@@ -27,8 +40,10 @@ class HttpxWebhookSender(WebhookSender):
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
         self.allow_private = allow_private
+        self.resolver = resolver
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             follow_redirects=False,
@@ -47,12 +62,9 @@ class HttpxWebhookSender(WebhookSender):
             return url, {}
         try:
             port = url.port or (443 if url.scheme == "https" else 80)
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            addresses = await self.resolver(host, port)
         except OSError as exc:
             raise DeliveryError(f"Cannot resolve {host}: {exc}.") from exc
-        addresses = [str(info[4][0]) for info in infos]
         if not addresses:
             raise DeliveryError(f"Cannot resolve {host}.")
         refused = [a for a in addresses if not is_public_address(a)]
