@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,9 +23,19 @@ class FakeWebhookSender(WebhookSender):
         self.answers: list[int | DeliveryError] = list(answers)
         self.default = default
         self.requests: list[SentRequest] = []
+        self._arrived = asyncio.Condition()
+
+    async def wait_for(self, count: int = 1) -> list[SentRequest]:
+        """Wait until ``count`` requests were made (for tests running the worker loop; bound
+        it with ``asyncio.timeout``)."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests) >= count)
+        return self.requests
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         self.requests.append(SentRequest(url, body, dict(headers)))
+        async with self._arrived:
+            self._arrived.notify_all()
         answer = self.answers.pop(0) if self.answers else self.default
         if isinstance(answer, DeliveryError):
             raise answer
