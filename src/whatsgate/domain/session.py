@@ -48,8 +48,9 @@ RESTING = frozenset({S.STOPPED, S.LOGGED_OUT, S.BANNED, S.REPLACED, S.FAILED})
 _ALLOWED: dict[SessionStatus, frozenset[SessionStatus]] = {
     S.STOPPED: frozenset({S.STARTING, S.LOGGED_OUT}),
     S.STARTING: frozenset(RUNNING | RESTING) - {S.STARTING},
-    S.AWAITING_SCAN: frozenset(RUNNING | RESTING) - {S.STARTING, S.AWAITING_SCAN},
-    S.CONNECTED: frozenset(RUNNING | RESTING) - {S.STARTING, S.AWAITING_SCAN, S.CONNECTED},
+    # STARTING from a running status is a restart (after a crash, the process opens anew).
+    S.AWAITING_SCAN: frozenset(RUNNING | RESTING) - {S.AWAITING_SCAN},
+    S.CONNECTED: frozenset(RUNNING | RESTING) - {S.AWAITING_SCAN, S.CONNECTED},
     S.RECONNECTING: frozenset(RUNNING | RESTING) - {S.RECONNECTING},
     S.LOGGED_OUT: frozenset({S.STARTING, S.STOPPED}),
     S.BANNED: frozenset({S.STARTING, S.STOPPED, S.LOGGED_OUT}),
