@@ -83,6 +83,13 @@ class _Table(Generic[V]):
             if value is not None:
                 yield value
 
+    def peek(self) -> Iterator[V]:
+        """The current values without copying them: for reading inside the adapter only."""
+        for key in self.committed.keys() | self.staged.keys():
+            value = self.staged.get(key, self.committed.get(key))
+            if value is not None and value is not _DELETED:
+                yield value  # type: ignore[misc]
+
     def apply(self) -> None:
         for key, value in self.staged.items():
             if value is _DELETED:
@@ -293,21 +300,20 @@ class _Messages(MessageRepository):
         wanted = set(wa_ids)
         return {
             m.wa_id
-            for m in self.t.values()
+            for m in self.t.peek()
             if m.session_id == session_id and m.wa_id is not None and m.wa_id in wanted
         }
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
+        # One pass over what is stored (not one per message): history chunks are 500 long.
+        stored = {(m.session_id, m.wa_id) for m in self.t.peek() if m.wa_id is not None}
         inserted: list[Message] = []
-        by_session: dict[str, set[str]] = {}
         for message in messages:
             if message.wa_id is not None:
-                seen = by_session.setdefault(message.session_id, set())
-                if message.wa_id in seen:
+                key = (message.session_id, message.wa_id)
+                if key in stored:
                     continue
-                if await self.existing_wa_ids(message.session_id, [message.wa_id]):
-                    continue
-                seen.add(message.wa_id)
+                stored.add(key)
             self.t.put(message.id, message)
             inserted.append(message)
         return inserted

@@ -255,7 +255,7 @@ api_keys = Table(
     metadata,
     _id(),
     _organization(),
-    Column("user_id", String(ID), ForeignKey("users.id", ondelete="CASCADE")),
+    Column("user_id", String(ID), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("key_hash", String(128), nullable=False, unique=True),
     Column("prefix", String(32), nullable=False),

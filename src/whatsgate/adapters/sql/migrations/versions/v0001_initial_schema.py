@@ -109,7 +109,7 @@ def upgrade() -> None:
         "api_keys",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("organization_id", sa.String(length=36), nullable=False),
-        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("key_hash", sa.String(length=128), nullable=False),
         sa.Column("prefix", sa.String(length=32), nullable=False),
