@@ -39,7 +39,8 @@ class PostgresSchema:
         return create_engine_for(
             self.url,
             connect_args={
-                "server_settings": {"search_path": self.schema},
+                # Tests need no durability: commits need not wait for the disk.
+                "server_settings": {"search_path": self.schema, "synchronous_commit": "off"},
                 "timeout": CONNECT_TIMEOUT,
             },
             **kwargs,
@@ -137,16 +138,15 @@ def postgres_schema() -> Iterator[PostgresSchema]:
         drop_schema(where)
 
 
-_ALL_TABLES = ", ".join(f'"{t.name}"' for t in tables.metadata.sorted_tables)
-
-
 @asynccontextmanager
 async def empty_postgres(where: PostgresSchema) -> AsyncIterator[AsyncEngine]:
-    """An engine on the run's schema, every table emptied and the event ids restarted."""
+    """An engine on the run's schema, every table emptied (DELETE: far quicker than TRUNCATE
+    on tables this small)."""
     engine = where.engine()
     try:
         async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {_ALL_TABLES} RESTART IDENTITY CASCADE"))
+            for table in reversed(tables.metadata.sorted_tables):
+                await connection.execute(table.delete())
         yield engine
     finally:
         await engine.dispose()
