@@ -57,3 +57,34 @@ async def test_counts_and_next_due_follow_state_changes(backend: Backend) -> Non
         assert saved is not None
         assert (saved.attempts, saved.last_error, saved.next_attempt_at) == (1, "timeout", at(21))
         assert [e.id for e in await uow.outbox.due(at(20))] == [b.id]
+
+
+async def test_heads_are_each_sessions_oldest_pending_entry_in_due_order(
+    backend: Backend,
+) -> None:
+    a = await seed(backend.uow)
+    b = World(a.organization, a.admin, await add_session(backend.uow, a, "B"))
+    c = World(a.organization, a.admin, await add_session(backend.uow, a, "C"))
+    entries = [
+        # Session A: an older entry already sent does not count; the head is the older pending.
+        outbox_entry(a, "a-done", at(1), state=OutboxState.DONE, created_at=at(0)),
+        outbox_entry(a, "a-head", at(50), created_at=at(1)),
+        outbox_entry(a, "a-next", at(5), created_at=at(2)),
+        # Session B: two created at once, the id decides.
+        outbox_entry(b, "b-1", at(20), created_at=at(3)),
+        outbox_entry(b, "b-2", at(20), created_at=at(3)),
+        # Session C: nothing pending.
+        outbox_entry(c, "c-failed", at(1), state=OutboxState.FAILED),
+    ]
+    async with backend.uow() as uow:
+        for entry in reversed(entries):
+            await uow.outbox.add(entry)
+        await uow.commit()
+    b_head = min(entries[3:5], key=lambda e: e.id)
+    async with backend.uow() as uow:
+        heads = await uow.outbox.heads()
+        only_a = await uow.outbox.heads(a.session_id)
+        only_c = await uow.outbox.heads(c.session_id)
+    assert [e.id for e in heads] == [b_head.id, entries[1].id]  # by next_attempt_at
+    assert [e.message_id for e in only_a] == ["a-head"]
+    assert only_c == []

@@ -386,6 +386,20 @@ class SqlOutbox(_Repository, OutboxRepository):
         )
         return [mapping.to_outbox(r) for r in await self._all(stmt)]
 
+    async def heads(self, session_id: str | None = None) -> list[OutboxEntry]:
+        c = self.t.c
+        order = func.row_number().over(partition_by=c.session_id, order_by=(c.created_at, c.id))
+        ranked = select(self.t, order.label("place")).where(c.state == str(OutboxState.PENDING))
+        if session_id is not None:
+            ranked = ranked.where(c.session_id == session_id)
+        pending = ranked.subquery()
+        stmt = (
+            select(*(pending.c[column.name] for column in self.t.c))
+            .where(pending.c.place == 1)
+            .order_by(pending.c.next_attempt_at, pending.c.id)
+        )
+        return [mapping.to_outbox(r) for r in await self._all(stmt)]
+
     async def pending_count(self, session_id: str | None = None) -> int:
         c = self.t.c
         stmt = select(func.count()).select_from(self.t).where(c.state == str(OutboxState.PENDING))

@@ -203,7 +203,8 @@ outbox = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Index(None, "state", "next_attempt_at", "id"),
     Index(None, "message_id"),
-    Index(None, "session_id", "state"),
+    #: Each session's head (its oldest pending entry) and pending counts.
+    Index(None, "state", "session_id", "created_at", "id"),
 )
 
 send_attempts = Table(

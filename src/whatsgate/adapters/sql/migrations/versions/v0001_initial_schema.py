@@ -299,7 +299,10 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_outbox_message_id"), "outbox", ["message_id"], unique=False)
     op.create_index(
-        op.f("ix_outbox_session_id_state"), "outbox", ["session_id", "state"], unique=False
+        op.f("ix_outbox_state_session_id_created_at_id"),
+        "outbox",
+        ["state", "session_id", "created_at", "id"],
+        unique=False,
     )
     op.create_index(
         op.f("ix_outbox_state_next_attempt_at_id"),
@@ -467,7 +470,7 @@ def downgrade() -> None:
 
     op.drop_table("send_attempts")
     op.drop_index(op.f("ix_outbox_state_next_attempt_at_id"), table_name="outbox")
-    op.drop_index(op.f("ix_outbox_session_id_state"), table_name="outbox")
+    op.drop_index(op.f("ix_outbox_state_session_id_created_at_id"), table_name="outbox")
     op.drop_index(op.f("ix_outbox_message_id"), table_name="outbox")
 
     op.drop_table("outbox")
