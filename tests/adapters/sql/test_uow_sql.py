@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.contract.builders import at, conversation, message, outbox_entry, phone, seed
+from whatsgate.adapters.sql import tables
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import ContactsSynced
@@ -147,3 +148,37 @@ async def test_event_ids_become_visible_in_commit_order(postgres_engine: AsyncEn
     async with make() as uow:
         stored = await uow.events.after(0)
     assert [e.data["count"] for e in stored] == [1, 2]
+
+
+async def test_deleting_a_session_takes_its_webhooks_and_lease(engine: AsyncEngine) -> None:
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    webhook = {
+        "organization_id": world.org_id,
+        "url": "https://example.invalid/hook",
+        "events": ["message.new"],
+        "secrets": ["s"],
+        "active": True,
+        "created_at": at(0),
+    }
+    async with engine.begin() as connection:
+        await connection.execute(
+            tables.webhooks.insert(),
+            [
+                {"id": "wh-session", "session_id": world.session_id, **webhook},
+                {"id": "wh-org", "session_id": None, **webhook},
+            ],
+        )
+        await connection.execute(
+            tables.session_leases.insert().values(
+                session_id=world.session_id, node_id="node-1", expires_at=at(60)
+            )
+        )
+    async with make() as uow:
+        await uow.sessions.delete(world.session_id)
+        await uow.commit()
+    async with engine.connect() as connection:
+        hooks = (await connection.execute(select(tables.webhooks.c.id))).scalars().all()
+        leases = await connection.scalar(select(func.count()).select_from(tables.session_leases))
+    assert hooks == ["wh-org"]
+    assert leases == 0
