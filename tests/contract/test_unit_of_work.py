@@ -9,6 +9,7 @@ from tests.contract.builders import at, conversation, message, phone, seed
 from tests.contract.conftest import Backend
 from whatsgate.domain.conversation import ConversationStatus
 from whatsgate.domain.session import SessionStatus
+from whatsgate.ports.repositories import ConversationQuery
 
 
 class Boom(Exception):
@@ -131,3 +132,30 @@ async def test_units_of_work_do_not_see_each_others_uncommitted_writes(
         await writer.commit()
     async with backend.uow() as reader:
         assert await reader.conversations.get(chat.id) is not None
+
+
+async def test_lists_and_lookups_hand_out_copies_too(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    chat = conversation(world, phone(1), metadata={"a": 1})
+    first = message(world, chat.id, "W1", at(1))
+    async with backend.uow() as uow:
+        await uow.conversations.save(chat)
+        await uow.messages.add_new([first])
+        await uow.commit()
+    async with backend.uow() as uow:
+        [listed] = (
+            await uow.conversations.search(ConversationQuery(session_id=world.session_id))
+        ).items
+        listed.metadata["a"] = 2
+        by_chat = await uow.conversations.get_by_chat(world.session_id, chat.chat)
+        assert by_chat is not None and by_chat.metadata == {"a": 1}
+        by_chat.metadata["a"] = 3
+        [shown] = (await uow.messages.list_for_conversation(chat.id)).items
+        shown.reactions["x"] = "y"
+        by_wa = await uow.messages.get_by_wa_id(world.session_id, "W1")
+        assert by_wa is not None and by_wa.reactions == {}
+        by_wa.reactions["x"] = "z"
+        again = await uow.conversations.get(chat.id)
+        again_message = await uow.messages.get(first.id)
+    assert again is not None and again.metadata == {"a": 1}
+    assert again_message is not None and again_message.reactions == {}

@@ -179,9 +179,11 @@ class _Contacts(ContactRepository):
         self.t = table
 
     async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
-        return next(
-            (c for c in self.t.values() if c.session_id == session_id and jid in (c.jid, c.lid)),
-            None,
+        return _copy(
+            next(
+                (c for c in self.t.peek() if c.session_id == session_id and jid in (c.jid, c.lid)),
+                None,
+            )
         )
 
     async def save(self, contact: Contact) -> None:
@@ -230,8 +232,8 @@ class _Conversations(ConversationRepository):
         return self.t.get(conversation_id)
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
-        return next(
-            (c for c in self.t.values() if c.session_id == session_id and c.chat == chat), None
+        return _copy(
+            next((c for c in self.t.peek() if c.session_id == session_id and c.chat == chat), None)
         )
 
     async def save(self, conversation: Conversation) -> None:
@@ -255,7 +257,7 @@ class _Conversations(ConversationRepository):
             names = [c.name, str(c.chat)]
             names += [
                 n
-                for contact in self.contacts.values()
+                for contact in self.contacts.peek()
                 if contact.session_id == c.session_id and c.chat in (contact.jid, contact.lid)
                 for n in (contact.name, contact.push_name)
             ]
@@ -264,7 +266,7 @@ class _Conversations(ConversationRepository):
         return True
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
-        found = [c for c in self.t.values() if self._matches(c, query)]
+        found = [c for c in self.t.peek() if self._matches(c, query)]
 
         def key(c: Conversation) -> tuple[datetime, str]:
             return (_naive(c.last_message_at or c.created_at), c.id)
@@ -274,7 +276,7 @@ class _Conversations(ConversationRepository):
             at, after = decode_cursor(query.cursor)
             bound = (_naive(at) if at else _EPOCH, after)
             found = [c for c in found if key(c) < bound]
-        page = found[: query.limit]
+        page = [copy.deepcopy(c) for c in found[: query.limit]]
         more = len(found) > query.limit
         next_cursor = None
         if more and page:
@@ -291,9 +293,11 @@ class _Messages(MessageRepository):
         return self.t.get(message_id)
 
     async def get_by_wa_id(self, session_id: str, wa_id: str) -> Message | None:
-        return next(
-            (m for m in self.t.values() if m.session_id == session_id and m.wa_id == wa_id),
-            None,
+        return _copy(
+            next(
+                (m for m in self.t.peek() if m.session_id == session_id and m.wa_id == wa_id),
+                None,
+            )
         )
 
     async def save(self, message: Message) -> None:
@@ -324,7 +328,7 @@ class _Messages(MessageRepository):
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
     ) -> Page[Message]:
-        found = [m for m in self.t.values() if m.conversation_id == conversation_id]
+        found = [m for m in self.t.peek() if m.conversation_id == conversation_id]
 
         def key(m: Message) -> tuple[datetime, str]:
             return (_naive(m.timestamp), m.id)
@@ -334,7 +338,7 @@ class _Messages(MessageRepository):
             at, bid = decode_cursor(before)
             bound = (_naive(at) if at else _EPOCH, bid)
             found = [m for m in found if key(m) < bound]
-        page = found[-limit:] if limit else []
+        page = [copy.deepcopy(m) for m in found[-limit:]] if limit else []
         more = len(found) > len(page)
         next_cursor = encode_cursor(page[0].timestamp, page[0].id) if more and page else None
         return Page(page, next_cursor)
@@ -352,7 +356,7 @@ class _Outbox(OutboxRepository):
         self.t.put(entry.id, entry)
 
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
-        return next((e for e in self.t.values() if e.message_id == message_id), None)
+        return _copy(next((e for e in self.t.peek() if e.message_id == message_id), None))
 
     async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
         found = [
@@ -532,6 +536,10 @@ def _delete_where(table: _Table[S], session_id: str) -> None:
     for item in list(table.values()):
         if item.session_id == session_id:
             table.delete(item.id)
+
+
+def _copy(value: V | None) -> V | None:
+    return copy.deepcopy(value)
 
 
 def _naive(value: datetime) -> datetime:
