@@ -147,3 +147,19 @@ async def test_a_bad_cursor_is_a_domain_error(backend: Backend) -> None:
             await uow.conversations.search(
                 ConversationQuery(session_id=world.session_id, cursor="not a cursor!")
             )
+
+
+async def test_save_many_with_one_conversation_twice_keeps_the_last(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    chat = conversation(world, phone(1))
+    async with backend.uow() as uow:
+        await uow.conversations.save(chat)
+        await uow.commit()
+    first = conversation(world, phone(1), id=chat.id, unread_count=1)
+    last = conversation(world, phone(1), id=chat.id, unread_count=2)
+    async with backend.uow() as uow:
+        await uow.conversations.save_many([first, last])
+        await uow.commit()
+    async with backend.uow() as uow:
+        stored = await uow.conversations.get(chat.id)
+    assert stored is not None and stored.unread_count == 2

@@ -89,9 +89,12 @@ class _Repository:
         return sqlite.insert(table)
 
     async def _upsert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert the rows, replacing those whose id is stored already; one statement."""
+        """Insert the rows, replacing those whose id is stored already; one statement. An id
+        given twice keeps its last values (one statement may not touch a row twice)."""
         if not rows:
             return
+        if len(rows) > 1:
+            rows = list({row["id"]: row for row in rows}.values())
         stmt = self._insert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.id],
