@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.contract.builders import at, conversation, message, outbox_entry, phone, seed
+from tests.databases import copy_sqlite
 from whatsgate.adapters.sql import tables
+from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import ContactsSynced
@@ -182,3 +185,31 @@ async def test_deleting_a_session_takes_its_webhooks_and_lease(engine: AsyncEngi
         leases = await connection.scalar(select(func.count()).select_from(tables.session_leases))
     assert hooks == ["wh-org"]
     assert leases == 0
+
+
+async def test_sqlite_writers_wait_for_each_other_instead_of_failing(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path))
+    make = SqlUnitOfWorkFactory(engine)
+    try:
+        world = await seed(make)
+        first, second = conversation(world, phone(1)), conversation(world, phone(2))
+        async with make() as holder:
+            await holder.conversations.save(first)  # takes SQLite's write lock
+
+            async def other_writer() -> None:
+                async with make() as uow:
+                    await uow.conversations.save(second)
+                    await uow.commit()
+
+            waiting = asyncio.ensure_future(other_writer())
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # blocked on the lock (busy timeout), not failed
+            await holder.commit()
+            await asyncio.wait_for(waiting, 5)
+        async with make() as uow:
+            assert await uow.conversations.get(first.id) is not None
+            assert await uow.conversations.get(second.id) is not None
+    finally:
+        await engine.dispose()
