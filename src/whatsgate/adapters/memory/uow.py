@@ -85,12 +85,20 @@ class _Table(Generic[V]):
             if value is not None:
                 yield value
 
-    def peek(self) -> Iterator[V]:
-        """The current values without copying them: for reading inside the adapter only."""
+    def raw(self) -> Iterator[V]:
+        """The current values, not copied: only for reading them to filter."""
         for key in self.committed.keys() | self.staged.keys():
             value = self.staged.get(key, self.committed.get(key))
             if value is not None and value is not _DELETED:
                 yield value  # type: ignore[misc]
+
+    def where(self, predicate: Callable[[V], bool]) -> list[V]:
+        """Copies of the values that match (filtered before copying: scans stay cheap)."""
+        return [copy.deepcopy(v) for v in self.raw() if predicate(v)]
+
+    def first(self, predicate: Callable[[V], bool]) -> V | None:
+        found = next((v for v in self.raw() if predicate(v)), None)
+        return copy.deepcopy(found) if found is not None else None
 
     def apply(self) -> None:
         for key, value in self.staged.items():
@@ -179,12 +187,7 @@ class _Contacts(ContactRepository):
         self.t = table
 
     async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
-        return _copy(
-            next(
-                (c for c in self.t.peek() if c.session_id == session_id and jid in (c.jid, c.lid)),
-                None,
-            )
-        )
+        return self.t.first(lambda c: c.session_id == session_id and jid in (c.jid, c.lid))
 
     async def save(self, contact: Contact) -> None:
         self.t.put(contact.id, contact)
@@ -232,9 +235,7 @@ class _Conversations(ConversationRepository):
         return self.t.get(conversation_id)
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
-        return _copy(
-            next((c for c in self.t.peek() if c.session_id == session_id and c.chat == chat), None)
-        )
+        return self.t.first(lambda c: c.session_id == session_id and c.chat == chat)
 
     async def save(self, conversation: Conversation) -> None:
         self.t.put(conversation.id, conversation)
@@ -257,7 +258,7 @@ class _Conversations(ConversationRepository):
             names = [c.name, str(c.chat)]
             names += [
                 n
-                for contact in self.contacts.peek()
+                for contact in self.contacts.raw()
                 if contact.session_id == c.session_id and c.chat in (contact.jid, contact.lid)
                 for n in (contact.name, contact.push_name)
             ]
@@ -266,7 +267,7 @@ class _Conversations(ConversationRepository):
         return True
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
-        found = [c for c in self.t.peek() if self._matches(c, query)]
+        found = self.t.where(lambda c: self._matches(c, query))
 
         def key(c: Conversation) -> tuple[datetime, str]:
             return (_naive(c.last_message_at or c.created_at), c.id)
@@ -276,7 +277,7 @@ class _Conversations(ConversationRepository):
             at, after = decode_cursor(query.cursor)
             bound = (_naive(at) if at else _EPOCH, after)
             found = [c for c in found if key(c) < bound]
-        page = [copy.deepcopy(c) for c in found[: query.limit]]
+        page = found[: query.limit]
         more = len(found) > query.limit
         next_cursor = None
         if more and page:
@@ -293,12 +294,7 @@ class _Messages(MessageRepository):
         return self.t.get(message_id)
 
     async def get_by_wa_id(self, session_id: str, wa_id: str) -> Message | None:
-        return _copy(
-            next(
-                (m for m in self.t.peek() if m.session_id == session_id and m.wa_id == wa_id),
-                None,
-            )
-        )
+        return self.t.first(lambda m: m.session_id == session_id and m.wa_id == wa_id)
 
     async def save(self, message: Message) -> None:
         self.t.put(message.id, message)
@@ -307,20 +303,23 @@ class _Messages(MessageRepository):
         wanted = set(wa_ids)
         return {
             m.wa_id
-            for m in self.t.peek()
+            for m in self.t.raw()
             if m.session_id == session_id and m.wa_id is not None and m.wa_id in wanted
         }
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
-        # One pass over what is stored (not one per message): history chunks are 500 long.
-        stored = {(m.session_id, m.wa_id) for m in self.t.peek() if m.wa_id is not None}
         inserted: list[Message] = []
+        wanted: dict[str, list[str]] = {}
         for message in messages:
             if message.wa_id is not None:
-                key = (message.session_id, message.wa_id)
-                if key in stored:
+                wanted.setdefault(message.session_id, []).append(message.wa_id)
+        # One look-up per session, as the SQL version does in one statement.
+        seen = {sid: await self.existing_wa_ids(sid, ids) for sid, ids in wanted.items()}
+        for message in messages:
+            if message.wa_id is not None:
+                if message.wa_id in seen[message.session_id]:
                     continue
-                stored.add(key)
+                seen[message.session_id].add(message.wa_id)
             self.t.put(message.id, message)
             inserted.append(message)
         return inserted
@@ -328,7 +327,7 @@ class _Messages(MessageRepository):
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
     ) -> Page[Message]:
-        found = [m for m in self.t.peek() if m.conversation_id == conversation_id]
+        found = self.t.where(lambda m: m.conversation_id == conversation_id)
 
         def key(m: Message) -> tuple[datetime, str]:
             return (_naive(m.timestamp), m.id)
@@ -338,7 +337,7 @@ class _Messages(MessageRepository):
             at, bid = decode_cursor(before)
             bound = (_naive(at) if at else _EPOCH, bid)
             found = [m for m in found if key(m) < bound]
-        page = [copy.deepcopy(m) for m in found[-limit:]] if limit else []
+        page = found[-limit:] if limit else []
         more = len(found) > len(page)
         next_cursor = encode_cursor(page[0].timestamp, page[0].id) if more and page else None
         return Page(page, next_cursor)
@@ -356,7 +355,7 @@ class _Outbox(OutboxRepository):
         self.t.put(entry.id, entry)
 
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
-        return _copy(next((e for e in self.t.peek() if e.message_id == message_id), None))
+        return self.t.first(lambda e: e.message_id == message_id)
 
     async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
         found = [
@@ -536,10 +535,6 @@ def _delete_where(table: _Table[S], session_id: str) -> None:
     for item in list(table.values()):
         if item.session_id == session_id:
             table.delete(item.id)
-
-
-def _copy(value: V | None) -> V | None:
-    return copy.deepcopy(value)
 
 
 def _naive(value: datetime) -> datetime:
