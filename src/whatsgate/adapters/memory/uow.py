@@ -60,6 +60,8 @@ class MemoryStore:
     delivery_attempts: dict[str, DeliveryAttempt] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
+    #: The last event id handed out; ids are never reused, even once their events are gone.
+    last_event_id: int = 0
     commits: int = 0
 
 
@@ -181,9 +183,9 @@ class _Sessions(SessionRepository):
         _delete_where(tables.conversations, session_id)
         _delete_where(tables.messages, session_id)
         _delete_where(tables.outbox, session_id)
-        for webhook in list(tables.webhooks.values()):
-            if webhook.session_id == session_id:
-                self.uow.webhooks.drop(webhook.id)
+        _delete_where(tables.attempts, session_id)
+        for webhook_id in [w.id for w in tables.webhooks.raw() if w.session_id == session_id]:
+            self.uow.webhooks.drop(webhook_id)
         self.uow.deleted_sessions.add(session_id)
 
 
@@ -360,7 +362,7 @@ class _Outbox(OutboxRepository):
         self.t.put(entry.id, entry)
 
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
-        return next((e for e in self.t.values() if e.message_id == message_id), None)
+        return self.t.first(lambda e: e.message_id == message_id)
 
     async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
         found = [
@@ -422,24 +424,23 @@ class _Webhooks(WebhookRepository):
 
     def drop(self, webhook_id: str) -> None:
         self.t.delete(webhook_id)
-        for delivery in list(self.d.values()):
-            if delivery.webhook_id == webhook_id:
-                self.d.delete(delivery.id)
-                for attempt in list(self.a.values()):
-                    if attempt.delivery_id == delivery.id:
-                        self.a.delete(attempt.id)
+        gone = {d.id for d in self.d.raw() if d.webhook_id == webhook_id}
+        for delivery_id in gone:
+            self.d.delete(delivery_id)
+        for attempt_id in [a.id for a in self.a.raw() if a.delivery_id in gone]:
+            self.a.delete(attempt_id)
 
     async def delete(self, webhook_id: str) -> None:
         self.drop(webhook_id)
 
     async def for_organization(self, organization_id: str) -> list[Webhook]:
-        found = [w for w in self.t.values() if w.organization_id == organization_id]
+        found = self.t.where(lambda w: w.organization_id == organization_id)
         return sorted(found, key=lambda w: w.id)
 
     async def add_delivery(self, delivery: WebhookDelivery) -> bool:
         if any(
             d.webhook_id == delivery.webhook_id and d.event_id == delivery.event_id
-            for d in self.d.values()
+            for d in self.d.raw()
         ):
             return False
         self.d.put(delivery.id, delivery)
@@ -459,9 +460,7 @@ class _Webhooks(WebhookRepository):
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[WebhookDelivery]:
-        found = [
-            d for d in self.d.values() if d.webhook_id == webhook_id and status in (None, d.status)
-        ]
+        found = self.d.where(lambda d: d.webhook_id == webhook_id and status in (None, d.status))
         found.sort(key=lambda d: d.id, reverse=True)
         if cursor:
             _, before = decode_cursor(cursor)
@@ -471,20 +470,20 @@ class _Webhooks(WebhookRepository):
         return Page(page, encode_cursor(None, page[-1].id) if more and page else None)
 
     async def due_deliveries(self, now: datetime, *, limit: int = 100) -> list[WebhookDelivery]:
-        found = [
-            d
-            for d in self.d.values()
-            if d.status is DeliveryStatus.PENDING
-            and d.next_attempt_at is not None
-            and d.next_attempt_at <= now
-        ]
+        found = self.d.where(
+            lambda d: (
+                d.status is DeliveryStatus.PENDING
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now
+            )
+        )
         found.sort(key=lambda d: (d.next_attempt_at or now, d.id))
         return found[:limit]
 
     async def next_delivery_at(self) -> datetime | None:
         pending = [
             d.next_attempt_at
-            for d in self.d.values()
+            for d in self.d.raw()
             if d.status is DeliveryStatus.PENDING and d.next_attempt_at is not None
         ]
         return min(pending, default=None)
@@ -493,7 +492,7 @@ class _Webhooks(WebhookRepository):
         self.a.put(attempt.id, attempt)
 
     async def attempts_for(self, delivery_id: str) -> list[DeliveryAttempt]:
-        found = [a for a in self.a.values() if a.delivery_id == delivery_id]
+        found = self.a.where(lambda a: a.delivery_id == delivery_id)
         return sorted(found, key=lambda a: (a.attempt, a.id))
 
 
@@ -606,7 +605,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.tables.apply()
         if self.deleted_sessions:
             store.events[:] = [e for e in store.events if e.session_id not in self.deleted_sessions]
-        next_id = store.events[-1].id + 1 if store.events else 1
+        next_id = store.last_event_id + 1
         wrote_events = bool(self.events.staged)
         for offset, event in enumerate(self.events.staged):
             store.events.append(
@@ -620,6 +619,7 @@ class MemoryUnitOfWork(UnitOfWork):
                     assignee_id=event.assignee_id,
                 )
             )
+        store.last_event_id += len(self.events.staged)
         store.cursors.update(self.events.staged_cursors)
         store.commits += 1
         self._reset()
@@ -631,8 +631,11 @@ class MemoryUnitOfWork(UnitOfWork):
 
 
 class _HasSession(Protocol):
-    id: str
-    session_id: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def session_id(self) -> str: ...
 
 
 S = TypeVar("S", bound=_HasSession)
