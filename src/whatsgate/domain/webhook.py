@@ -426,6 +426,11 @@ class WebhookDelivery:
         else:
             self.next_attempt_at = at + timedelta(seconds=delay)
 
+    def claim(self, until: datetime) -> None:
+        """Taken by a worker: not due again before ``until`` unless its attempt is recorded
+        first (a worker that dies mid-attempt only delays the delivery)."""
+        self.next_attempt_at = until
+
     def give_up(self, reason: str, at: datetime) -> None:
         """Fail without an attempt (the event or the webhook is gone)."""
         self.status = DeliveryStatus.FAILED

@@ -433,7 +433,7 @@ class WebhookDeliveryWorker:
         async with self.uow() as uow:
             due = await uow.webhooks.due_deliveries(now, limit=self.settings.batch)
             for delivery in due:
-                delivery.next_attempt_at = now + timedelta(seconds=self.settings.claim_timeout)
+                delivery.claim(now + timedelta(seconds=self.settings.claim_timeout))
                 await uow.webhooks.save_delivery(delivery)
                 webhook = await uow.webhooks.get(delivery.webhook_id)
                 found = await uow.events.after(delivery.event_id - 1, limit=1)

@@ -388,3 +388,20 @@ async def test_conversation_events_reach_webhooks_like_any_other(hooks: Hooks) -
         "assignee_id": admin.user_id,
         "unread_count": 2,
     }
+
+
+async def test_a_claimed_delivery_whose_attempt_was_never_recorded_comes_back(
+    hooks: Hooks,
+) -> None:
+    admin, _, session = await hooks.organization("Acme")
+    webhook = await hooks.create(CreateWebhookCommand(actor=admin, url=URL))
+    await hooks.event(session)
+    crashed = WebhookDeliveryWorker(hooks.uow, hooks.sender, hooks.clock, hooks.settings)
+    assert len(await crashed._claim()) == 1  # claimed, then the node died before sending
+
+    assert await hooks.worker.run_once() == 0  # another worker leaves it alone
+    await hooks.clock.advance(hooks.settings.claim_timeout)
+    assert await hooks.worker.run_once() == 1
+    [record] = await hooks.log(admin, webhook)
+    assert record["status"] == "delivered"
+    assert len(hooks.sender.requests) == 1
