@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -376,6 +377,8 @@ _RECEIPT_STATUS = {
 class ReceiptCommand:
     session_id: str
     receipt: Receipt
+    #: 0 for a receipt as it arrives; n for its n-th look-up of ids not found before.
+    attempt: int = 0
 
 
 class ProcessReceipt:
@@ -385,13 +388,22 @@ class ProcessReceipt:
       real change publishes one ``message.status``.
     - The account's own "read" (the chat was read on the phone or another device) marks the
       conversation read here too: unread drops to 0, ``conversation.updated``.
-    - Receipts of unknown messages, others' receipts of inbound messages, and server errors
-      change nothing.
+    - A receipt can overtake the send it acknowledges (WhatsApp answers before the outbox has
+      stored the message's WhatsApp id): ids not found are looked up again after
+      ``retry_delays`` seconds, then dropped.
+    - Others' receipts of inbound messages, and server errors, change nothing.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        retry_delays: tuple[float, ...] = (1.0, 3.0, 10.0),
+    ) -> None:
         self.uow = uow
         self.clock = clock
+        self.retry_delays = retry_delays
+        self._retries: set[asyncio.Task[None]] = set()
 
     async def __call__(self, command: ReceiptCommand) -> list[Message]:
         receipt = command.receipt
@@ -403,23 +415,47 @@ class ProcessReceipt:
             return []
         now = self.clock.now()
         changed: list[Message] = []
+        unknown: list[str] = []
         async with self.uow() as uow:
             session = await uow.sessions.get(command.session_id)
             if session is None:
                 raise SessionNotFound(session_id=command.session_id)
             own = receipt.sender is not None and receipt.sender in (session.jid, session.lid)
-            if own and status is MessageStatus.READ:
+            if own and status is MessageStatus.READ and command.attempt == 0:
                 await self._read_on_phone(uow, session.id, receipt.chat, now)
             for wa_id in dict.fromkeys(receipt.wa_ids):
                 message = await uow.messages.get_by_wa_id(command.session_id, wa_id)
-                if message is None or message.is_inbound:
+                if message is None:
+                    unknown.append(wa_id)
+                    continue
+                if message.is_inbound:
                     continue
                 if message.advance_status(status):
                     await uow.messages.save(message)
                     uow.events.add(MessageStatusChanged.of(message, now))
                     changed.append(message)
             await uow.commit()
+        if unknown and not own and command.attempt < len(self.retry_delays):
+            later = replace(receipt, wa_ids=tuple(unknown))
+            self._retry_later(
+                ReceiptCommand(
+                    session_id=command.session_id, receipt=later, attempt=command.attempt + 1
+                ),
+                self.retry_delays[command.attempt],
+            )
         return changed
+
+    def _retry_later(self, command: ReceiptCommand, delay: float) -> None:
+        async def retry() -> None:
+            await self.clock.sleep(delay)
+            try:
+                await self(command)
+            except Exception:
+                log.warning("session %s: receipt retry failed", command.session_id, exc_info=True)
+
+        task = asyncio.create_task(retry())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     @staticmethod
     async def _read_on_phone(uow: UnitOfWork, session_id: str, chat: Jid, now: datetime) -> None:

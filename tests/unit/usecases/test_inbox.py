@@ -108,6 +108,31 @@ async def test_receipts_out_of_order_end_in_read(world: World, session: Session)
     assert [e.data["status"] for e in world.events("message.status")] == ["read"]
 
 
+async def test_a_receipt_that_overtakes_its_send_is_applied_once_the_send_is_stored(
+    world: World, session: Session
+) -> None:
+    await world.receive(session.id, incoming("IN1"))
+    early = await world.receipts(
+        ReceiptCommand(session_id=session.id, receipt=receipt(ReceiptType.DELIVERED, "OUT1"))
+    )
+    assert early == []
+    await sent_message(world, session, "OUT1")  # the outbox stores the WhatsApp id just after
+    await world.clock.advance(1)
+    assert (await world.message_by_wa_id(session.id, "OUT1")).status is S.DELIVERED
+    assert [e.data["status"] for e in world.events("message.status")] == ["delivered"]
+
+
+async def test_receipts_of_messages_never_stored_are_dropped_after_a_few_tries(
+    world: World, session: Session
+) -> None:
+    await world.receipts(
+        ReceiptCommand(session_id=session.id, receipt=receipt(ReceiptType.READ, "GHOST"))
+    )
+    await world.clock.advance(60)
+    assert world.clock.sleepers == 0  # no retry left pending
+    assert world.events("message.status") == []
+
+
 async def test_receipts_move_ticks_forward_one_event_per_change(
     world: World, session: Session
 ) -> None:
