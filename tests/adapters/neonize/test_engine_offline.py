@@ -264,3 +264,14 @@ def test_the_engine_is_imported_lazily_and_keeps_the_apps_logging() -> None:
 )
 def test_the_device_store_follows_the_apps_database(url: str, expected: str | None) -> None:
     assert neonize_store_url(url) == expected
+
+
+async def test_an_unreachable_postgres_store_is_a_passing_trouble_not_corruption(
+    tmp_path: Path,
+) -> None:
+    engine = NeonizeEngine(tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/app")
+    recorder = Recorder()
+    await engine.open(SessionRef("s1", jid=ME), recorder)
+    await until(lambda: bool(recorder.events), within=15)
+    assert recorder.events == [Disconnected(reason="device_store_unavailable")]
+    await engine.close()

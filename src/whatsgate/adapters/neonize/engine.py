@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from whatsgate.adapters.neonize import mapping
 from whatsgate.adapters.neonize._runtime import aioze_client, ensure_not_forked
 from whatsgate.adapters.neonize.connection import NeonizeConnection
-from whatsgate.adapters.neonize.errors import is_store_error
 from whatsgate.domain.errors import EngineError
 from whatsgate.ports.engine import (
     CredentialsUnreadable,
@@ -101,6 +100,36 @@ def sqlite_devices(path: Path) -> list[str]:
     except sqlite3.DatabaseError as exc:
         raise EngineError(str(exc)) from exc
     return [str(row[0]) for row in rows]
+
+
+class StoreUnavailable(EngineError):
+    """The device store's database cannot be reached (it may come back)."""
+
+
+async def postgres_devices(url: str) -> list[str]:
+    """The device JIDs of the shared PostgreSQL store, read with asyncpg.
+
+    Asking neonize (``list_devices``) would open a connection pool that is never closed: one
+    PostgreSQL connection leaked per session start.
+    """
+    try:
+        import asyncpg  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        log.warning("asyncpg is missing: reading the device store through neonize (leaks)")
+        return await asyncio.to_thread(list_devices, url)
+    try:
+        db = await asyncpg.connect(url, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    try:
+        rows = await db.fetch("SELECT jid FROM whatsmeow_device")
+    except asyncpg.UndefinedTableError:
+        return []  # whatsmeow creates its tables on the first start
+    except asyncpg.PostgresError as exc:
+        raise EngineError(str(exc)) from exc
+    finally:
+        await db.close()
+    return [str(row["jid"]) for row in rows]
 
 
 class NeonizeEngine(WhatsAppEngine):
@@ -223,12 +252,13 @@ class NeonizeEngine(WhatsAppEngine):
                 return _Plan(store)
         try:
             if self.postgres_url is not None:
-                devices = await asyncio.to_thread(list_devices, store)
+                devices = await postgres_devices(store)
             else:
                 devices = await asyncio.to_thread(sqlite_devices, Path(store))
+        except StoreUnavailable as exc:
+            log.warning("session %s: device store unavailable: %s", ref.session_id, exc)
+            return Disconnected(reason="device_store_unavailable")
         except EngineError as exc:
-            if self.postgres_url is not None and not is_store_error(str(exc)):
-                return Disconnected(reason="network")
             return CredentialsUnreadable(error=f"The device store cannot be read: {exc}")
         if ref.jid is None:
             # A fresh pairing. SQLite: the session's own file (resumed if it holds a device).
