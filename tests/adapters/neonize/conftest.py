@@ -13,6 +13,7 @@ import pytest
 
 from whatsgate.adapters.neonize._runtime import aioze_client, reset_global_loop
 from whatsgate.adapters.neonize.connection import NeonizeConnection
+from whatsgate.adapters.neonize.engine import NeonizeEngine
 from whatsgate.ports.engine import EngineEvent, SessionRef
 
 
@@ -99,3 +100,17 @@ async def wired(
     yield make
     for connection in made:
         await connection.disconnect()
+
+
+class HandDrivenNeonizeEngine(NeonizeEngine):
+    """The real engine, but the Go client is attached, not connected: the test is Go."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir, ack_timeout=5)
+        self.go: dict[str, GoSide] = {}
+
+    async def _start(self, connection: NeonizeConnection) -> None:
+        client = aioze_client.NewAClient(str(self.store_path(connection.ref.session_id)))
+        uuid = f"{connection.ref.session_id}#test".encode()
+        connection.attach(client, uuid)
+        self.go[connection.ref.session_id] = GoSide(client, uuid)

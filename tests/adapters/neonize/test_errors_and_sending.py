@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.adapters.neonize import protos as p
-from tests.adapters.neonize.conftest import Recorder, until
+from tests.adapters.neonize.conftest import HandDrivenNeonizeEngine, Recorder, until
 from whatsgate.adapters.neonize import mapping
 from whatsgate.adapters.neonize._runtime import aioze_client
 from whatsgate.adapters.neonize.errors import translate
@@ -87,8 +87,6 @@ async def test_replies_and_reactions_name_the_sender_seen_for_their_target(wired
 
 async def test_the_executor_grows_with_the_sessions(tmp_path: Any) -> None:
     """Each live client holds an executor thread for its life: calls must not queue behind."""
-    from tests.adapters.neonize.test_usecases_integration import HandDrivenNeonizeEngine
-
     engine = HandDrivenNeonizeEngine(tmp_path)
     for n in range(12):
         await engine.open(SessionRef(f"s{n}"), Recorder())

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from tests.adapters.neonize import protos as p
-from tests.adapters.neonize.conftest import GoSide, until
+from tests.adapters.neonize.conftest import GoSide, HandDrivenNeonizeEngine, until
 from tests.unit.usecases.harness import World
 from whatsgate.adapters.neonize import mapping
-from whatsgate.adapters.neonize._runtime import aioze_client, e2e, npb
-from whatsgate.adapters.neonize.connection import NeonizeConnection
+from whatsgate.adapters.neonize._runtime import e2e, npb
 from whatsgate.adapters.neonize.engine import NeonizeEngine
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Direction, MessageKind, MessageStatus
@@ -27,20 +26,6 @@ from whatsgate.usecases.sessions import InitializeCommand, SessionCommand
 ME = Jid.phone(p.ME)
 ALICE = f"{p.ALICE}@s.whatsapp.net"
 GROUP = f"{p.GROUP}@g.us"
-
-
-class HandDrivenNeonizeEngine(NeonizeEngine):
-    """The real engine, but the Go client is attached, not connected: the test is Go."""
-
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir, ack_timeout=5)
-        self.go: dict[str, GoSide] = {}
-
-    async def _start(self, connection: NeonizeConnection) -> None:
-        client = aioze_client.NewAClient(str(self.store_path(connection.ref.session_id)))
-        uuid = f"{connection.ref.session_id}#test".encode()
-        connection.attach(client, uuid)
-        self.go[connection.ref.session_id] = GoSide(client, uuid)
 
 
 @pytest.fixture
