@@ -147,7 +147,7 @@ class NeonizeEngine(WhatsAppEngine):
         *,
         database_url: str | None = None,
         ack_timeout: float = 5.0,
-        startup_grace: float = 1.0,
+        startup_grace: float = 0.5,
         executor_reserve: int = 8,
     ) -> None:
         self.store_dir = Path(data_dir) / "neonize"
