@@ -265,3 +265,76 @@ async def test_a_corrupt_device_store_fails_the_session_until_a_logout_clears_it
     assert again.session.status is SessionStatus.RECONNECTING  # a fresh pairing, offline here
     await world.connections.close_all()
     await engine.close()
+
+
+async def test_every_content_kind_is_stored_with_its_details(world: World) -> None:
+    session, go = await connected(world)
+    contents = {
+        "VID": (
+            e2e.Message(videoMessage=e2e.VideoMessage(mimetype="video/mp4", seconds=9)),
+            MessageKind.VIDEO,
+        ),
+        "AUD": (
+            e2e.Message(audioMessage=e2e.AudioMessage(mimetype="audio/mpeg")),
+            MessageKind.AUDIO,
+        ),
+        "PTT": (
+            e2e.Message(audioMessage=e2e.AudioMessage(mimetype="audio/ogg", PTT=True)),
+            MessageKind.VOICE,
+        ),
+        "DOC": (
+            e2e.Message(
+                documentMessage=e2e.DocumentMessage(mimetype="application/pdf", fileName="a.pdf")
+            ),
+            MessageKind.DOCUMENT,
+        ),
+        "STK": (
+            e2e.Message(stickerMessage=e2e.StickerMessage(mimetype="image/webp")),
+            MessageKind.STICKER,
+        ),
+        "LOC": (
+            e2e.Message(
+                locationMessage=e2e.LocationMessage(
+                    degreesLatitude=1.0, degreesLongitude=2.0, name="here"
+                )
+            ),
+            MessageKind.LOCATION,
+        ),
+        "VCF": (
+            e2e.Message(contactMessage=e2e.ContactMessage(displayName="Bob", vcard="BEGIN:VCARD")),
+            MessageKind.CONTACT,
+        ),
+        "POL": (
+            e2e.Message(
+                pollCreationMessage=e2e.PollCreationMessage(
+                    name="Lunch?", options=[e2e.PollCreationMessage.Option(optionName="yes")]
+                )
+            ),
+            MessageKind.POLL,
+        ),
+        "ODD": (
+            e2e.Message(groupInviteMessage=e2e.GroupInviteMessage(groupName="club")),
+            MessageKind.UNSUPPORTED,
+        ),
+    }
+    for wa_id, (content, _) in contents.items():
+        await fire(go, mapping.MESSAGE, p.message_event(content, wa_id=wa_id))
+    for wa_id, (_, kind) in contents.items():
+        stored = await world.message_by_wa_id(session.id, wa_id)
+        assert stored.kind is kind, wa_id
+    document = await world.message_by_wa_id(session.id, "DOC")
+    assert document.media is not None
+    assert document.media.file_name == "a.pdf"
+    location = await world.message_by_wa_id(session.id, "LOC")
+    assert location.location is not None
+    assert location.location.name == "here"
+    contact = await world.message_by_wa_id(session.id, "VCF")
+    assert contact.contact is not None
+    assert contact.contact.display_name == "Bob"
+    poll = await world.message_by_wa_id(session.id, "POL")
+    assert poll.poll is not None
+    assert poll.poll.options == ("yes",)
+    odd = await world.message_by_wa_id(session.id, "ODD")
+    assert odd.unsupported_type == "groupInviteMessage"
+    published = {e.data["wa_id"] for e in world.events("message.new")}
+    assert set(contents) <= published
