@@ -1,0 +1,179 @@
+"""Request and response bodies (msgspec Structs): the edge of the API, and its OpenAPI schema.
+
+Domain objects never leave through Litestar as they are: each answer is one of these, made
+from the domain's own ``to_dict`` form.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from whatsgate.domain.events import StoredEvent
+from whatsgate.domain.organization import User
+from whatsgate.domain.session import Session, iso
+
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class SessionOut(msgspec.Struct, kw_only=True):
+    id: str
+    organization_id: str
+    name: str
+    owner_id: str
+    status: Annotated[
+        str,
+        Meta(
+            description="stopped | starting | awaiting_scan | connected | reconnecting | "
+            "logged_out | banned | replaced | failed"
+        ),
+    ]
+    status_reason: str | None
+    status_changed_at: str | None
+    jid: str | None
+    lid: str | None
+    push_name: str | None
+    qr: str | None
+    qr_expires_at: str | None
+    paired_at: str | None
+    last_connected_at: str | None
+    banned_until: str | None
+    desired_running: bool
+    shared_with: list[str]
+    created_at: str
+
+    @classmethod
+    def of(cls, session: Session) -> SessionOut:
+        return msgspec.convert(session.to_dict(), cls)
+
+
+class SessionList(msgspec.Struct, kw_only=True):
+    items: list[SessionOut]
+    next_cursor: str | None
+
+
+class CreateSessionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    start: bool = False
+
+
+class UpdateSessionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name | None = None
+    shared_with: Annotated[list[Id], Meta(max_length=1000)] | None = None
+
+
+class QrOut(msgspec.Struct, kw_only=True):
+    qr: str | None
+    expires_at: str | None
+    status: str
+    session_id: str
+
+    @classmethod
+    def of(cls, session: Session) -> QrOut:
+        return cls(
+            qr=session.qr,
+            expires_at=iso(session.qr_expires_at),
+            status=str(session.status),
+            session_id=session.id,
+        )
+
+
+class PairingCodeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    phone: Annotated[str, Meta(min_length=3, max_length=40, examples=["+55 66 99628-5154"])]
+
+
+class PairingCodeOut(msgspec.Struct, kw_only=True):
+    code: str
+    expires_at: str
+
+
+# -- users, organizations, tokens -----------------------------------------------------------
+
+
+class UserOut(msgspec.Struct, kw_only=True):
+    id: str
+    organization_id: str
+    name: str
+    email: str | None
+    role: Literal["admin", "agent"]
+    created_at: str
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            organization_id=user.organization_id,
+            name=user.name,
+            email=user.email,
+            role="admin" if user.is_admin else "agent",
+            created_at=iso(user.created_at) or "",
+        )
+
+
+class UserList(msgspec.Struct, kw_only=True):
+    items: list[UserOut]
+    next_cursor: str | None = None
+
+
+class CreateUserIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    email: Annotated[str, Meta(max_length=320)] | None = None
+    role: Literal["admin", "agent"] = "agent"
+
+
+class NewUserOut(msgspec.Struct, kw_only=True):
+    id: str
+    organization_id: str
+    name: str
+    email: str | None
+    role: Literal["admin", "agent"]
+    api_key: Annotated[str, Meta(description="Shown once; only its hash is stored.")]
+
+
+class CreateOrganizationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    admin_name: Annotated[str, Meta(min_length=1, max_length=200)] = "admin"
+    admin_email: Annotated[str, Meta(max_length=320)] | None = None
+
+
+class NewOrganizationOut(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    admin_user_id: str
+    admin_api_key: Annotated[str, Meta(description="Shown once; only its hash is stored.")]
+
+
+class TokenOut(msgspec.Struct, kw_only=True):
+    token: str
+    token_type: Literal["bearer"]
+    expires_at: str
+
+
+# -- events, health -------------------------------------------------------------------------
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    id: str
+    event: str
+    session_id: str
+    timestamp: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: StoredEvent) -> EventOut:
+        return msgspec.convert(event.envelope(), cls)
+
+
+class EventList(msgspec.Struct, kw_only=True):
+    items: list[EventOut]
+    next_cursor: Annotated[
+        str | None, Meta(description="Pass it as `after` to read on; null when caught up.")
+    ]
+
+
+class HealthOut(msgspec.Struct, kw_only=True):
+    status: Literal["ok"]
+    sessions: dict[str, int]

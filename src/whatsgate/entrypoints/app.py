@@ -1,0 +1,95 @@
+"""The Litestar app factory: routes, OpenAPI, errors, and a lifespan that runs whatsgate."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+
+import whatsgate
+from whatsgate.adapters.http.api import route_handlers
+from whatsgate.adapters.http.auth import AUTHENTICATOR
+from whatsgate.adapters.http.errors import exception_handlers
+from whatsgate.entrypoints.container import Application, build_container
+from whatsgate.entrypoints.runtime import Runtime
+from whatsgate.entrypoints.settings import Settings
+
+RUNTIME = "whatsgate_runtime"
+
+_TAGS = [
+    Tag(name="Sessions", description="WhatsApp accounts: create, start, pair (QR or code), stop."),
+    Tag(name="Events", description="The event log: what socket.io and webhooks carried."),
+    Tag(name="Users", description="Admins and agents of an organization, and their API keys."),
+    Tag(name="Organizations", description="Tenants; only the operator creates them."),
+    Tag(name="Auth", description="Short-lived bearer tokens."),
+    Tag(name="Operations", description="Health and metrics."),
+]
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="whatsgate",
+        version=whatsgate.__version__,
+        description="A WhatsApp gateway for Python backends. Authenticate with "
+        "`Authorization: Bearer <API key or token>` (or `X-Api-Key`). Errors are "
+        '`{"error": {"code", "message", "details"}}`. Realtime events: socket.io at '
+        "`/socket.io`, and webhooks.",
+        path="/schema",
+        tags=_TAGS,
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer"),
+                "apiKey": SecurityScheme(
+                    type="apiKey", name="X-Api-Key", security_scheme_in="header"
+                ),
+            }
+        ),
+        security=[{"bearer": []}, {"apiKey": []}],
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    container: Application | None = None,
+    announce: Callable[[str], None] | None = print,
+) -> Litestar:
+    """The whatsgate server. Its lifespan starts whatsgate (migrate, engine, restore, background
+    work) and stops it cleanly; ``container`` lets tests override providers."""
+    settings = settings or Settings()
+    container = container or build_container(settings)
+    usecases: Any = container.usecases
+    names = [n for n in usecases.providers if n not in ("core", "storage", "engines")]
+    names += ["metrics"]
+    holder: dict[str, Runtime] = {}
+
+    def provider_of(name: str) -> Callable[[], Any]:
+        def provide() -> Any:
+            return holder["runtime"].objects[name]
+
+        return provide
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings, container, announce=announce)
+        holder["runtime"] = runtime
+        app.state[RUNTIME] = runtime
+        app.state[AUTHENTICATOR] = runtime.objects["authenticate"]
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return Litestar(
+        route_handlers=route_handlers(),
+        dependencies={name: Provide(provider_of(name), sync_to_thread=False) for name in names},
+        exception_handlers=exception_handlers,
+        openapi_config=openapi_config(),
+        lifespan=[lifespan],
+        debug=False,
+    )

@@ -1,0 +1,257 @@
+"""The dependency-injector container: what is built from what, split by concern.
+
+    Application
+    ├── core       settings, clock, metrics, the token secret, session settings
+    ├── storage    the database (a Resource), the unit-of-work factory, the media store
+    ├── engines    the WhatsApp engine (a Resource), metered; the live session connections
+    └── usecases   one provider per use case, named as the HTTP handlers' arguments
+
+Resources (database, engine) are opened by ``Runtime.start`` and closed by ``Runtime.stop``.
+Tests override providers (``container.engines.engine.override(...)``). Use cases never import
+dependency_injector; Litestar gets them through its own ``Provide``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from whatsgate.adapters.clock import SystemClock
+from whatsgate.adapters.memory import MemoryMediaStore, MemoryStore, MemoryUnitOfWork
+from whatsgate.adapters.metrics import MeteredEngine, Metrics
+from whatsgate.entrypoints.settings import Settings, token_secret
+from whatsgate.ports.clock import Clock
+from whatsgate.ports.engine import WhatsAppEngine
+from whatsgate.ports.media import MediaStore
+from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from whatsgate.usecases.access import (
+    Access,
+    GetQrCode,
+    OwnDefaultSession,
+    SuspendSessions,
+    UpdateSession,
+)
+from whatsgate.usecases.auth import (
+    Authenticate,
+    Bootstrap,
+    CreateOrganization,
+    CreateUser,
+    IssueApiKey,
+    IssueToken,
+    ListUsers,
+)
+from whatsgate.usecases.connections import SessionConnections
+from whatsgate.usecases.engine_events import EngineEventRouter
+from whatsgate.usecases.events import ReadEvents
+from whatsgate.usecases.health import ReadHealth
+from whatsgate.usecases.sessions import (
+    CreateSession,
+    DeleteSession,
+    HandleDisconnect,
+    InitializeWhatsAppClient,
+    LogoutSession,
+    RequestPairingCode,
+    RestoreSessions,
+    SessionSettings,
+    StopSession,
+    UpdateUserWhatsAppSession,
+)
+
+
+class CommitSignal:
+    """Set by every commit that stored events; the event dispatcher waits on it."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.event.set()
+
+
+def token_ttl(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.token_ttl_seconds)
+
+
+def session_settings(settings: Settings) -> SessionSettings:
+    return SessionSettings(
+        qr_timeout=settings.qr_timeout_seconds, ready_timeout=settings.qr_wait_seconds
+    )
+
+
+# -- storage --------------------------------------------------------------------------------
+
+
+async def open_database(settings: Settings) -> AsyncIterator[Any]:
+    """The SQL engine (None for the in-memory store), disposed of at shutdown."""
+    if settings.in_memory:
+        yield None
+        return
+    database = importlib.import_module("whatsgate.adapters.sql.database")
+    engine = database.create_engine_for(settings.database)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def unit_of_work_factory(
+    settings: Settings, database: Any, store: MemoryStore, signal: CommitSignal
+) -> UnitOfWorkFactory:
+    if database is None:
+
+        def memory() -> UnitOfWork:
+            return MemoryUnitOfWork(store, on_commit=signal)
+
+        return memory
+    sql = importlib.import_module("whatsgate.adapters.sql.uow")
+    factory: UnitOfWorkFactory = sql.SqlUnitOfWorkFactory(database, on_commit=signal)
+    return factory
+
+
+def media_store(settings: Settings) -> MediaStore:
+    if settings.in_memory:
+        return MemoryMediaStore()
+    try:
+        filesystem = importlib.import_module("whatsgate.adapters.media.filesystem")
+    except ImportError:
+        return MemoryMediaStore()
+    store: MediaStore = filesystem.FilesystemMediaStore(settings.data_dir / "media")
+    return store
+
+
+# -- engines --------------------------------------------------------------------------------
+
+
+async def open_engine(settings: Settings, clock: Clock) -> AsyncIterator[WhatsAppEngine]:
+    """The chosen engine, imported only when chosen (neonize is heavy), closed at shutdown."""
+    engine: WhatsAppEngine
+    if settings.engine == "sandbox":
+        sandbox = importlib.import_module("whatsgate.adapters.sandbox")
+        engine = sandbox.SandboxEngine(clock=clock, data_dir=settings.data_dir / "sandbox")
+    else:
+        neonize = importlib.import_module("whatsgate.adapters.neonize")
+        engine = neonize.NeonizeEngine(data_dir=settings.data_dir / "neonize", clock=clock)
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+# -- containers -----------------------------------------------------------------------------
+
+
+class Core(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+    clock = providers.Singleton(SystemClock)
+    metrics = providers.Singleton(Metrics)
+    secret = providers.Singleton(token_secret, settings)
+    session_settings = providers.Singleton(session_settings, settings)
+    commit_signal = providers.Singleton(CommitSignal)
+    token_ttl = providers.Callable(token_ttl, settings)
+
+
+class Storage(containers.DeclarativeContainer):
+    core = providers.DependenciesContainer()
+    database = providers.Resource(open_database, core.settings)
+    memory = providers.Singleton(MemoryStore)
+    uow = providers.Singleton(
+        unit_of_work_factory, core.settings, database, memory, core.commit_signal
+    )
+    media = providers.Singleton(media_store, core.settings)
+
+
+class Engines(containers.DeclarativeContainer):
+    core = providers.DependenciesContainer()
+    #: The engine itself (the sandbox's control methods live on it).
+    engine = providers.Resource(open_engine, core.settings, core.clock)
+    metered = providers.Singleton(MeteredEngine, engine, core.metrics)
+    connections = providers.Singleton(SessionConnections, metered, core.clock)
+
+
+class UseCases(containers.DeclarativeContainer):
+    core = providers.DependenciesContainer()
+    storage = providers.DependenciesContainer()
+    engines = providers.DependenciesContainer()
+
+    # sessions
+    create_session = providers.Singleton(CreateSession, storage.uow, core.clock)
+    initialize_client = providers.Singleton(
+        InitializeWhatsAppClient,
+        storage.uow,
+        engines.connections,
+        core.clock,
+        core.session_settings,
+    )
+    update_whatsapp_session = providers.Singleton(
+        UpdateUserWhatsAppSession,
+        storage.uow,
+        engines.connections,
+        core.clock,
+        core.session_settings,
+    )
+    handle_disconnect = providers.Singleton(
+        HandleDisconnect, storage.uow, engines.connections, core.clock, core.session_settings
+    )
+    stop_session = providers.Singleton(StopSession, storage.uow, engines.connections, core.clock)
+    logout_session = providers.Singleton(
+        LogoutSession, storage.uow, engines.connections, core.clock
+    )
+    delete_session = providers.Singleton(
+        DeleteSession, storage.uow, engines.connections, storage.media
+    )
+    restore_sessions = providers.Singleton(
+        RestoreSessions, storage.uow, initialize_client, core.session_settings
+    )
+    request_pairing_code = providers.Singleton(
+        RequestPairingCode, storage.uow, engines.connections, initialize_client, core.clock
+    )
+    suspend_sessions = providers.Singleton(
+        SuspendSessions, storage.uow, engines.connections, core.clock
+    )
+    update_session = providers.Singleton(UpdateSession, storage.uow)
+    own_default_session = providers.Singleton(OwnDefaultSession, storage.uow, create_session)
+    get_qr_code = providers.Singleton(
+        GetQrCode, storage.uow, engines.connections, initialize_client, core.session_settings
+    )
+    engine_router = providers.Singleton(
+        EngineEventRouter, update_whatsapp_session, handle_disconnect
+    )
+
+    # auth and tenancy
+    access = providers.Singleton(Access, storage.uow)
+    bootstrap = providers.Singleton(Bootstrap, storage.uow, core.clock)
+    authenticate = providers.Singleton(Authenticate, storage.uow, core.clock, core.secret)
+    issue_token = providers.Singleton(IssueToken, core.secret, core.clock, core.token_ttl)
+    create_organization = providers.Singleton(CreateOrganization, storage.uow, core.clock)
+    create_user = providers.Singleton(CreateUser, storage.uow, core.clock)
+    list_users = providers.Singleton(ListUsers, storage.uow)
+    issue_api_key = providers.Singleton(IssueApiKey, storage.uow, core.clock)
+
+    # events and operations
+    read_events = providers.Singleton(ReadEvents, storage.uow)
+    read_health = providers.Singleton(ReadHealth, storage.uow)
+
+
+class Application(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+    core = providers.Container(Core, settings=settings)
+    storage = providers.Container(Storage, core=core)
+    engines = providers.Container(Engines, core=core)
+    usecases = providers.Container(UseCases, core=core, storage=storage, engines=engines)
+
+
+def build_container(settings: Settings) -> Application:
+    return Application(settings=settings)
+
+
+async def resolve(provider: Callable[[], Any]) -> Any:
+    """A provider's object, awaited when it depends on an async resource."""
+    value = provider()
+    if asyncio.isfuture(value) or asyncio.iscoroutine(value):
+        value = await value
+    return value

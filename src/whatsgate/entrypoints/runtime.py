@@ -1,0 +1,123 @@
+"""A running whatsgate: what the server's lifespan and the library facade both start and stop.
+
+Start: migrate the database, open the resources (database, engine), wire the engine events to
+the use cases, bootstrap the default organization and admin key, start the background work,
+restore the sessions that were running. Stop: suspend the sessions (their desired state is
+kept, so the next start restores them), let the background work finish, close the resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from whatsgate.entrypoints.container import Application, build_container, resolve
+from whatsgate.entrypoints.settings import Settings, write_private
+from whatsgate.usecases.auth import BootstrapCommand, BootstrapResult
+
+log = logging.getLogger("whatsgate")
+
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, container: Application) -> None:
+        self.settings = settings
+        self.container = container
+        self.objects: dict[str, Any] = {}
+        self.bootstrap: BootstrapResult | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    def get(self, name: str, kind: type[T] | None = None) -> T:
+        """A use case or service by its provider name (``create_session``…)."""
+        value = self.objects[name]
+        if kind is not None and not isinstance(value, kind):
+            raise TypeError(f"{name} is a {type(value).__name__}, not {kind.__name__}")
+        return value  # type: ignore[no-any-return]
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        container: Application | None = None,
+        *,
+        announce: Callable[[str], None] | None = None,
+    ) -> Runtime:
+        runtime = cls(settings, container or build_container(settings))
+        try:
+            await runtime._start(announce)
+        except BaseException:
+            await runtime.stop()
+            raise
+        return runtime
+
+    async def _start(self, announce: Callable[[str], None] | None) -> None:
+        settings = self.settings
+        container: Any = self.container  # dependency-injector's stubs are loose here
+        if not settings.in_memory and not container.storage.uow.overridden:
+            migrations = importlib.import_module("whatsgate.adapters.sql.migrations")
+            await migrations.migrate(settings.database)
+        self._started = True
+        initialized = container.init_resources()
+        if initialized is not None:
+            await initialized
+        for name, provider in container.usecases.providers.items():
+            if name in ("core", "storage", "engines"):
+                continue
+            self.objects[name] = await resolve(provider)
+        for name in ("clock", "metrics", "commit_signal", "secret"):
+            self.objects[name] = await resolve(getattr(container.core, name))
+        self.objects["uow"] = await resolve(container.storage.uow)
+        self.objects["media"] = await resolve(container.storage.media)
+        self.objects["engine"] = await resolve(container.engines.engine)
+        self.objects["connections"] = await resolve(container.engines.connections)
+        self.objects["connections"].bind(self.objects["engine_router"])
+
+        admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+        self.bootstrap = await self.objects["bootstrap"](BootstrapCommand(admin_api_key=admin_key))
+        if self.bootstrap.new_api_key is not None and not settings.in_memory:
+            write_private(settings.admin_key_file, self.bootstrap.new_api_key + "\n")
+            if announce is not None:
+                announce(
+                    f"Admin API key (shown once, also stored in {settings.admin_key_file}): "
+                    f"{self.bootstrap.new_api_key}"
+                )
+
+        restored = await self.objects["restore_sessions"]()
+        log.info(
+            "whatsgate started: %d session(s) restored, %d failed",
+            len(restored.restored),
+            len(restored.failed),
+        )
+
+    def spawn(self, coroutine: Any, name: str) -> None:
+        """Run background work until ``stop``."""
+        self._tasks.append(asyncio.create_task(coroutine, name=f"whatsgate:{name}"))
+
+    async def stop(self) -> None:
+        """Suspend the sessions, stop the background work, close the resources."""
+        if not self._started:
+            return
+        self._started = False
+        suspend = self.objects.get("suspend_sessions")
+        if suspend is not None:
+            try:
+                await suspend()
+            except Exception:
+                log.exception("suspending the sessions failed")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        container: Any = self.container
+        shutdown = container.shutdown_resources()
+        if shutdown is not None:
+            await shutdown
+        log.info("whatsgate stopped")
