@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,18 +44,25 @@ class Api:
         return await self.client.request(method, path, headers=headers, **kwargs)
 
 
-def make_app(tmp_path: Path, engine: FakeEngine, store: MemoryStore, **settings: Any) -> Litestar:
-    config = Settings(
-        database_url=MEMORY_DATABASE,
-        data_dir=tmp_path,
-        admin_api_key=ADMIN_KEY,
-        qr_wait_seconds=2,
+def make_app(
+    tmp_path: Path,
+    engine: FakeEngine,
+    store: MemoryStore,
+    announce: Callable[[str], None] | None = None,
+    **settings: Any,
+) -> Litestar:
+    values: dict[str, Any] = {
+        "database_url": MEMORY_DATABASE,
+        "data_dir": tmp_path,
+        "admin_api_key": ADMIN_KEY,
+        "qr_wait_seconds": 2,
         **settings,
-    )
+    }
+    config = Settings(**values)
     container = build_container(config)
     container.engines.engine.override(providers.Object(engine))
     container.storage.memory.override(providers.Object(store))
-    return create_app(config, container=container, announce=None)
+    return create_app(config, container=container, announce=announce)
 
 
 @pytest.fixture

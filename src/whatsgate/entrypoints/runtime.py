@@ -80,13 +80,14 @@ class Runtime:
 
         admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
         self.bootstrap = await self.objects["bootstrap"](BootstrapCommand(admin_api_key=admin_key))
-        if self.bootstrap.new_api_key is not None and not settings.in_memory:
-            write_private(settings.admin_key_file, self.bootstrap.new_api_key + "\n")
+        new_key = self.bootstrap.new_api_key
+        if new_key is not None:
+            where = "it lives only as long as this process (in-memory storage)"
+            if not settings.in_memory:
+                write_private(settings.admin_key_file, new_key + "\n")
+                where = f"also stored in {settings.admin_key_file}"
             if announce is not None:
-                announce(
-                    f"Admin API key (shown once, also stored in {settings.admin_key_file}): "
-                    f"{self.bootstrap.new_api_key}"
-                )
+                announce(f"Admin API key (shown once; {where}): {new_key}")
 
         restored = await self.objects["restore_sessions"]()
         log.info(

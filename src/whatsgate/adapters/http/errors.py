@@ -108,7 +108,7 @@ def handle_validation_error(
     )
 
 
-def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
     if status >= 500:
         log.error("internal error: %s", exc.detail)
@@ -118,8 +118,9 @@ def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response
     if status == 405 and exc.headers and "allow" in {k.lower() for k in exc.headers}:
         details["allow"] = next(v for k, v in exc.headers.items() if k.lower() == "allow")
     message = exc.detail or code.replace("_", " ")
-    if status == 400 and "JSON is malformed" in message:
-        code, message = "malformed_json", "The body is not valid JSON."
+    if status == 400 and "json" in request.headers.get("content-type", ""):
+        # Litestar's only 400s come from decoding the body.
+        code, message = "malformed_json", f"The body is not valid JSON: {message}."
     if status == 413:
         message = "The request body is larger than this endpoint accepts."
     return error_response(status, code, message, details)
