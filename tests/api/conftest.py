@@ -46,7 +46,7 @@ class Api:
 
 def make_app(
     tmp_path: Path,
-    engine: FakeEngine,
+    fake: FakeEngine,
     store: MemoryStore,
     announce: Callable[[str], None] | None = None,
     **settings: Any,
@@ -60,7 +60,8 @@ def make_app(
     }
     config = Settings(**values)
     container = build_container(config)
-    container.engines.engine.override(providers.Object(engine))
+    if config.engine != "sandbox":
+        container.engines.engine.override(providers.Object(fake))
     container.storage.memory.override(providers.Object(store))
     return create_app(config, container=container, announce=announce)
 
@@ -78,6 +79,14 @@ def engine() -> FakeEngine:
 @pytest.fixture
 async def api(tmp_path: Path, engine: FakeEngine, store: MemoryStore) -> AsyncIterator[Api]:
     app = make_app(tmp_path, engine, store)
+    async with AsyncTestClient(app) as client:
+        yield Api(app, client, engine, store)
+
+
+@pytest.fixture
+async def sandbox_api(tmp_path: Path, engine: FakeEngine, store: MemoryStore) -> AsyncIterator[Api]:
+    """The API over the real SandboxEngine (``--engine sandbox``), storage in memory."""
+    app = make_app(tmp_path, engine, store, engine="sandbox")
     async with AsyncTestClient(app) as client:
         yield Api(app, client, engine, store)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +29,7 @@ _TAGS = [
     Tag(name="Organizations", description="Tenants; only the operator creates them."),
     Tag(name="Auth", description="Short-lived bearer tokens."),
     Tag(name="Operations", description="Health and metrics."),
+    Tag(name="Sandbox", description="Only with `--engine sandbox`: play the phone and contacts."),
 ]
 
 
@@ -66,11 +68,18 @@ def create_app(
     usecases: Any = container.usecases
     names = [n for n in usecases.providers if n not in ("core", "storage", "engines")]
     names += ["metrics"]
+    extra: list[Any] = []
+    if settings.engine == "sandbox":
+        sandbox_http = importlib.import_module("whatsgate.adapters.http.sandbox")
+        extra.append(sandbox_http.SandboxController)
+        names.append("sandbox_engine")
     holder: dict[str, Runtime] = {}
 
     def provider_of(name: str) -> Callable[[], Any]:
+        key = "engine" if name == "sandbox_engine" else name
+
         def provide() -> Any:
-            return holder["runtime"].objects[name]
+            return holder["runtime"].objects[key]
 
         return provide
 
@@ -86,7 +95,7 @@ def create_app(
             await runtime.stop()
 
     return Litestar(
-        route_handlers=route_handlers(),
+        route_handlers=route_handlers(extra),
         dependencies={name: Provide(provider_of(name), sync_to_thread=False) for name in names},
         exception_handlers=exception_handlers,
         openapi_config=openapi_config(),

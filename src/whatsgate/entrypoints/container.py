@@ -132,7 +132,7 @@ async def open_engine(settings: Settings, clock: Clock) -> AsyncIterator[WhatsAp
     engine: WhatsAppEngine
     if settings.engine == "sandbox":
         sandbox = importlib.import_module("whatsgate.adapters.sandbox")
-        engine = sandbox.SandboxEngine(clock=clock, data_dir=settings.data_dir / "sandbox")
+        engine = sandbox.SandboxEngine(clock=clock, data_dir=settings.data_dir)
     else:
         neonize = importlib.import_module("whatsgate.adapters.neonize")
         engine = neonize.NeonizeEngine(data_dir=settings.data_dir / "neonize", clock=clock)
