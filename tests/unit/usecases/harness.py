@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 
 from whatsgate.domain.events import StoredEvent
+from whatsgate.domain.message import Message
 from whatsgate.domain.organization import Organization, Role, User
+from whatsgate.domain.outbox import OutboxEntry, SendAttempt
+from whatsgate.domain.pacing import SendPacer
 from whatsgate.domain.session import Session
 from whatsgate.testing import FakeClock, FakeEngine, MemoryMediaStore, MemoryStore, MemoryUnitOfWork
 from whatsgate.usecases.connections import SessionConnections
 from whatsgate.usecases.engine_events import EngineEventRouter
+from whatsgate.usecases.media import GetMessageMedia
+from whatsgate.usecases.outbox import DeliverOutbox, OutboxSettings, OutboxWorker
+from whatsgate.usecases.send import CheckNumbers, CheckNumbersSettings, SendMessage
 from whatsgate.usecases.sessions import (
     CreateSession,
     CreateSessionCommand,
     DeleteSession,
     HandleDisconnect,
+    InitializeCommand,
     InitializeWhatsAppClient,
     LogoutSession,
     RequestPairingCode,
@@ -33,6 +41,8 @@ class World:
     settings: SessionSettings = field(default_factory=SessionSettings)
     media: MemoryMediaStore = field(default_factory=MemoryMediaStore)
     engine: FakeEngine | None = None
+    outbox_settings: OutboxSettings = field(default_factory=OutboxSettings)
+    check_settings: CheckNumbersSettings = field(default_factory=CheckNumbersSettings)
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -66,6 +76,19 @@ class World:
         )
         self.router = EngineEventRouter(self.update, self.disconnect)
         self.connections.bind(self.router)
+        # Sending: one pacer and one wake-up shared by SendMessage and the outbox worker.
+        o = self.outbox_settings
+        self.pacer = SendPacer(o.pacing, random.Random(11))
+        self.wake = asyncio.Event()
+        self.send = SendMessage(self.uow, self.clock, self.media, self.pacer, self.wake)
+        self.deliver = DeliverOutbox(
+            self.uow, self.connections, self.clock, self.media, self.pacer, o, random.Random(13)
+        )
+        self.outbox_worker = OutboxWorker(self.deliver, self.clock, self.wake)
+        self.check_numbers = CheckNumbers(
+            self.uow, self.connections, self.clock, self.check_settings, random.Random(17)
+        )
+        self.get_media = GetMessageMedia(self.uow, self.connections, self.media)
 
     async def organization(self, name: str = "Acme") -> tuple[Organization, User]:
         now = self.clock.now()
@@ -88,6 +111,29 @@ class World:
             found = await uow.sessions.get(session_id)
         assert found is not None
         return found
+
+    async def connected_session(self, phone: str = "5566996285154") -> Session:
+        """A session started, paired and connected on the fake engine."""
+        session = await self.new_session()
+        await self.initialize(InitializeCommand(session_id=session.id))
+        await self.fake.scan(session.id, phone=phone)
+        return await self.session(session.id)
+
+    async def message(self, message_id: str) -> Message:
+        async with self.uow() as uow:
+            found = await uow.messages.get(message_id)
+        assert found is not None
+        return found
+
+    async def outbox_entry(self, message_id: str) -> OutboxEntry:
+        async with self.uow() as uow:
+            found = await uow.outbox.get_for_message(message_id)
+        assert found is not None
+        return found
+
+    async def attempts(self, message_id: str) -> list[SendAttempt]:
+        async with self.uow() as uow:
+            return await uow.outbox.attempts_for_message(message_id)
 
     def events(self, name: str | None = None) -> list[StoredEvent]:
         return [e for e in self.store.events if name is None or e.name == name]

@@ -374,6 +374,16 @@ class _Outbox(OutboxRepository):
         found.sort(key=lambda e: (e.next_attempt_at, e.id))
         return found[:limit]
 
+    async def heads(self, session_id: str | None = None) -> list[OutboxEntry]:
+        firsts: dict[str, OutboxEntry] = {}
+        for e in self.t.values():
+            if e.state is not OutboxState.PENDING or session_id not in (None, e.session_id):
+                continue
+            first = firsts.get(e.session_id)
+            if first is None or (_naive(e.created_at), e.id) < (_naive(first.created_at), first.id):
+                firsts[e.session_id] = e
+        return sorted(firsts.values(), key=lambda e: (_naive(e.next_attempt_at), e.id))
+
     async def pending_count(self, session_id: str | None = None) -> int:
         return sum(
             1
