@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import random
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from whatsgate.adapters.clock import SystemClock
+from whatsgate.adapters.http.fetch import MediaFetcher
 from whatsgate.adapters.memory import MemoryMediaStore, MemoryStore, MemoryUnitOfWork
 from whatsgate.adapters.metrics import MeteredEngine, Metrics
+from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.entrypoints.settings import Settings, token_secret
 from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import WhatsAppEngine
@@ -49,6 +52,9 @@ from whatsgate.usecases.connections import SessionConnections
 from whatsgate.usecases.engine_events import EngineEventRouter
 from whatsgate.usecases.events import ReadEvents
 from whatsgate.usecases.health import ReadHealth
+from whatsgate.usecases.media import GetMessageMedia
+from whatsgate.usecases.outbox import DeliverOutbox, OutboxSettings, OutboxWorker
+from whatsgate.usecases.send import CheckNumbers, CheckNumbersSettings, SendMessage
 from whatsgate.usecases.sessions import (
     CreateSession,
     DeleteSession,
@@ -153,6 +159,12 @@ class Core(containers.DeclarativeContainer):
     session_settings = providers.Singleton(session_settings, settings)
     commit_signal = providers.Singleton(CommitSignal)
     token_ttl = providers.Callable(token_ttl, settings)
+    rng = providers.Singleton(random.Random)
+    #: Set when a message is queued: the outbox worker wakes at once.
+    outbox_wake = providers.Singleton(asyncio.Event)
+    pacer = providers.Singleton(SendPacer, providers.Factory(PacingPolicy), rng)
+    outbox_settings = providers.Singleton(OutboxSettings)
+    check_numbers_settings = providers.Singleton(CheckNumbersSettings)
 
 
 class Storage(containers.DeclarativeContainer):
@@ -231,6 +243,39 @@ class UseCases(containers.DeclarativeContainer):
     create_user = providers.Singleton(CreateUser, storage.uow, core.clock)
     list_users = providers.Singleton(ListUsers, storage.uow)
     issue_api_key = providers.Singleton(IssueApiKey, storage.uow, core.clock)
+
+    # messages
+    send_message = providers.Singleton(
+        SendMessage, storage.uow, core.clock, storage.media, core.pacer, core.outbox_wake
+    )
+    check_numbers = providers.Singleton(
+        CheckNumbers,
+        storage.uow,
+        engines.connections,
+        core.clock,
+        core.check_numbers_settings,
+        core.rng,
+    )
+    deliver_outbox = providers.Singleton(
+        DeliverOutbox,
+        storage.uow,
+        engines.connections,
+        core.clock,
+        storage.media,
+        core.pacer,
+        core.outbox_settings,
+        core.rng,
+    )
+    outbox_worker = providers.Singleton(OutboxWorker, deliver_outbox, core.clock, core.outbox_wake)
+    get_message_media = providers.Singleton(
+        GetMessageMedia, storage.uow, engines.connections, storage.media
+    )
+    #: Media sends by URL (an HTTP adapter, here so handlers get it like a use case).
+    media_fetcher = providers.Singleton(
+        MediaFetcher,
+        max_bytes=64 * 1024 * 1024,
+        allow_private=core.settings.provided.webhooks_allow_private,
+    )
 
     # events and operations
     read_events = providers.Singleton(ReadEvents, storage.uow)

@@ -89,6 +89,7 @@ class Runtime:
             if announce is not None:
                 announce(f"Admin API key (shown once; {where}): {new_key}")
 
+        self.objects["outbox_worker"].start()
         restored = await self.objects["restore_sessions"]()
         log.info(
             "whatsgate started: %d session(s) restored, %d failed",
@@ -105,6 +106,12 @@ class Runtime:
         if not self._started:
             return
         self._started = False
+        worker = self.objects.get("outbox_worker")
+        if worker is not None:
+            try:
+                await worker.stop()  # the send in progress finishes; nothing is cut in half
+            except Exception:
+                log.exception("stopping the outbox worker failed")
         suspend = self.objects.get("suspend_sessions")
         if suspend is not None:
             try:

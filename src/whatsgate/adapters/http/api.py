@@ -8,6 +8,7 @@ from litestar.types import ControllerRouterHandler
 
 from whatsgate.adapters.http.auth import authenticated, provide_principal
 from whatsgate.adapters.http.events import EventController
+from whatsgate.adapters.http.messages import MessageController, SessionMessageController
 from whatsgate.adapters.http.operations import operation_handlers
 from whatsgate.adapters.http.sessions import SessionController, WhatsAppController
 from whatsgate.adapters.http.users import OrganizationController, TokenController, UserController
@@ -24,6 +25,8 @@ def api_router(extra: list[ControllerRouterHandler] | None = None) -> Router:
         route_handlers=[
             SessionController,
             WhatsAppController,
+            SessionMessageController,
+            MessageController,
             EventController,
             UserController,
             OrganizationController,

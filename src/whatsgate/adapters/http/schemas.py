@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from whatsgate.domain.events import StoredEvent
+from whatsgate.domain.message import Message
 from whatsgate.domain.organization import User
 from whatsgate.domain.session import Session, iso
 
@@ -177,3 +178,125 @@ class EventList(msgspec.Struct, kw_only=True):
 class HealthOut(msgspec.Struct, kw_only=True):
     status: Literal["ok"]
     sessions: dict[str, int]
+
+
+# -- messages -------------------------------------------------------------------------------
+
+MessageType = Literal[
+    "text",
+    "image",
+    "video",
+    "audio",
+    "voice",
+    "document",
+    "sticker",
+    "location",
+    "contact",
+    "reaction",
+]
+
+
+class MediaIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Either ``data`` (base64) or ``url``."""
+
+    data: bytes | None = None
+    url: Annotated[str, Meta(max_length=4096)] | None = None
+    mime: Annotated[str, Meta(min_length=3, max_length=255, examples=["image/jpeg"])] | None = None
+    filename: Annotated[str, Meta(max_length=255)] | None = None
+    caption: Annotated[str, Meta(max_length=65_536)] | None = None
+
+
+class LocationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    latitude: Annotated[float, Meta(ge=-90, le=90)]
+    longitude: Annotated[float, Meta(ge=-180, le=180)]
+    name: Annotated[str, Meta(max_length=1000)] | None = None
+    address: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class ContactIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    display_name: Annotated[str, Meta(min_length=1, max_length=256)]
+    vcard: Annotated[str, Meta(min_length=1, max_length=65_536)]
+
+
+class ReactionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    message_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    emoji: Annotated[str, Meta(max_length=16)]
+
+
+class SendMessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    to: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=128,
+            description="A phone number in any usual format, or a JID (contact, LID or group).",
+            examples=["+55 66 99628-5154", "120363025246125486@g.us"],
+        ),
+    ]
+    type: MessageType = "text"
+    text: Annotated[str, Meta(max_length=65_536)] | None = None
+    media: MediaIn | None = None
+    reply_to: Annotated[str, Meta(max_length=128)] | None = None
+    location: LocationIn | None = None
+    contact: ContactIn | None = None
+    reaction: ReactionIn | None = None
+
+
+class SendMessageOut(msgspec.Struct, kw_only=True):
+    id: str
+    status: Literal["queued"]
+    throttled: Annotated[
+        bool, Meta(description='Pacing holds it back for now ("queued to avoid block").')
+    ]
+    conversation_id: str
+
+
+class MessageOut(msgspec.Struct, kw_only=True):
+    id: str
+    session_id: str
+    conversation_id: str
+    wa_id: str | None
+    chat: str
+    sender: str | None
+    sender_alt: str | None
+    push_name: str | None
+    direction: Literal["in", "out"]
+    type: str
+    text: str | None
+    media: dict[str, Any] | None
+    location: dict[str, Any] | None
+    contact: dict[str, Any] | None
+    poll: dict[str, Any] | None
+    quoted_wa_id: str | None
+    target_wa_id: str | None
+    unsupported_type: str | None
+    reactions: dict[str, str]
+    edited_at: str | None
+    revoked: bool
+    timestamp: str
+    status: Annotated[
+        str, Meta(description="queued | sent | delivered | read | played | failed | received")
+    ]
+    error: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, message: Message) -> MessageOut:
+        return msgspec.convert(message.to_dict(), cls)
+
+
+class MessageList(msgspec.Struct, kw_only=True):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+class CheckNumbersIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    numbers: Annotated[
+        list[Annotated[str, Meta(max_length=64)]], Meta(min_length=1, max_length=500)
+    ]
+
+
+class NumberCheckOut(msgspec.Struct, kw_only=True):
+    number: str
+    jid: str | None
+    exists: bool
