@@ -103,3 +103,8 @@ def create_app(
         lifespan=[lifespan],
         debug=False,
     )
+
+
+def create_asgi_app(settings: Settings | None = None) -> Any:
+    """What uvicorn serves: the Litestar app, with socket.io on the same port."""
+    return create_app(settings)

@@ -70,13 +70,23 @@ from whatsgate.usecases.sessions import (
 
 
 class CommitSignal:
-    """Set by every commit that stored events; the event dispatcher waits on it."""
+    """Called by every commit that stored events; wakes each subscriber (the event
+    dispatcher, the facade's event streams), each through its own ``asyncio.Event``."""
 
     def __init__(self) -> None:
-        self.event = asyncio.Event()
+        self._listeners: set[asyncio.Event] = set()
+
+    def subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._listeners.add(event)
+        return event
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        self._listeners.discard(event)
 
     def __call__(self) -> None:
-        self.event.set()
+        for event in self._listeners:
+            event.set()
 
 
 def token_ttl(settings: Settings) -> timedelta:

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from whatsgate.entrypoints.container import Application, build_container, resolve
@@ -22,6 +23,28 @@ from whatsgate.usecases.auth import BootstrapCommand, BootstrapResult
 log = logging.getLogger("whatsgate")
 
 T = TypeVar("T")
+
+
+async def migrate_if_needed(settings: Settings, container: Any) -> None:
+    """Bring the SQL schema to the newest revision (nothing to do in memory)."""
+    if settings.in_memory or container.storage.uow.overridden:
+        return
+    migrations = importlib.import_module("whatsgate.adapters.sql.migrations")
+    await migrations.migrate(settings.database)
+
+
+@asynccontextmanager
+async def storage_only(settings: Settings) -> AsyncIterator[Application]:
+    """A container whose storage is open and migrated, without the engine (``users``)."""
+    container: Any = build_container(settings)
+    await migrate_if_needed(settings, container)
+    await resolve(container.storage.database.init)
+    try:
+        yield container
+    finally:
+        shutdown = container.storage.database.shutdown()
+        if shutdown is not None:
+            await shutdown
 
 
 class Runtime:
@@ -47,21 +70,22 @@ class Runtime:
         container: Application | None = None,
         *,
         announce: Callable[[str], None] | None = None,
+        serve: bool = True,
     ) -> Runtime:
+        """Open whatsgate. ``serve=False`` (the CLI's ``pair``) neither restores the sessions
+        nor runs the outbox: another process may be serving them."""
         runtime = cls(settings, container or build_container(settings))
         try:
-            await runtime._start(announce)
+            await runtime._start(announce, serve)
         except BaseException:
             await runtime.stop()
             raise
         return runtime
 
-    async def _start(self, announce: Callable[[str], None] | None) -> None:
+    async def _start(self, announce: Callable[[str], None] | None, serve: bool) -> None:
         settings = self.settings
         container: Any = self.container  # dependency-injector's stubs are loose here
-        if not settings.in_memory and not container.storage.uow.overridden:
-            migrations = importlib.import_module("whatsgate.adapters.sql.migrations")
-            await migrations.migrate(settings.database)
+        await migrate_if_needed(settings, container)
         self._started = True
         initialized = container.init_resources()
         if initialized is not None:
@@ -89,6 +113,8 @@ class Runtime:
             if announce is not None:
                 announce(f"Admin API key (shown once; {where}): {new_key}")
 
+        if not serve:
+            return
         self.objects["outbox_worker"].start()
         restored = await self.objects["restore_sessions"]()
         log.info(
