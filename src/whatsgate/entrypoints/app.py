@@ -25,6 +25,7 @@ RUNTIME = "whatsgate_runtime"
 _TAGS = [
     Tag(name="Sessions", description="WhatsApp accounts: create, start, pair (QR or code), stop."),
     Tag(name="Messages", description="Send messages, read one and its media, check numbers."),
+    Tag(name="Conversations", description="The inbox: conversations, contacts, history."),
     Tag(name="Events", description="The event log: what socket.io and webhooks carried."),
     Tag(name="Users", description="Admins and agents of an organization, and their API keys."),
     Tag(name="Organizations", description="Tenants; only the operator creates them."),

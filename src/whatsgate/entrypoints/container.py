@@ -49,9 +49,23 @@ from whatsgate.usecases.auth import (
     ListUsers,
 )
 from whatsgate.usecases.connections import SessionConnections
+from whatsgate.usecases.contacts import ListContacts
+from whatsgate.usecases.dispatch import EventDispatcher
 from whatsgate.usecases.engine_events import EngineEventRouter
 from whatsgate.usecases.events import ReadEvents
 from whatsgate.usecases.health import ReadHealth
+from whatsgate.usecases.history import ImportHistory, RequestHistorySync, SyncContacts
+from whatsgate.usecases.inbox import (
+    GetMessages,
+    ListConversations,
+    MarkConversationRead,
+    ProcessPresence,
+    ProcessReceipt,
+    SendTyping,
+    UpdateContact,
+    UpdateConversation,
+)
+from whatsgate.usecases.ingest import ProcessIncomingMessage
 from whatsgate.usecases.media import GetMessageMedia
 from whatsgate.usecases.outbox import DeliverOutbox, OutboxSettings, OutboxWorker
 from whatsgate.usecases.send import CheckNumbers, CheckNumbersSettings, SendMessage
@@ -75,6 +89,11 @@ class CommitSignal:
 
     def __init__(self) -> None:
         self._listeners: set[asyncio.Event] = set()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Also call ``callback`` (the event dispatcher's ``wake``) on every such commit."""
+        self._callbacks.append(callback)
 
     def subscribe(self) -> asyncio.Event:
         event = asyncio.Event()
@@ -87,6 +106,8 @@ class CommitSignal:
     def __call__(self) -> None:
         for event in self._listeners:
             event.set()
+        for callback in self._callbacks:
+            callback()
 
 
 def token_ttl(settings: Settings) -> timedelta:
@@ -286,6 +307,27 @@ class UseCases(containers.DeclarativeContainer):
         max_bytes=64 * 1024 * 1024,
         allow_private=core.settings.provided.webhooks_allow_private,
     )
+
+    # inbox: what WhatsApp reports, and what attendants do
+    ingest = providers.Singleton(ProcessIncomingMessage, storage.uow, core.clock)
+    process_receipt = providers.Singleton(ProcessReceipt, storage.uow, core.clock)
+    process_presence = providers.Singleton(ProcessPresence, storage.uow, core.clock)
+    import_history = providers.Singleton(ImportHistory, storage.uow, core.clock)
+    sync_contacts = providers.Singleton(SyncContacts, storage.uow, engines.connections, core.clock)
+    request_history_sync = providers.Singleton(RequestHistorySync, storage.uow, engines.connections)
+    list_conversations = providers.Singleton(ListConversations, storage.uow)
+    get_messages = providers.Singleton(GetMessages, storage.uow)
+    update_conversation = providers.Singleton(UpdateConversation, storage.uow, core.clock)
+    mark_conversation_read = providers.Singleton(
+        MarkConversationRead, storage.uow, engines.connections, core.clock
+    )
+    send_typing = providers.Singleton(SendTyping, storage.uow, engines.connections)
+    list_contacts = providers.Singleton(ListContacts, storage.uow)
+    update_contact = providers.Singleton(UpdateContact, storage.uow, core.clock)
+
+    # the event log, handed to the publishers (socket.io, webhooks)
+    publishers = providers.Dict()
+    event_dispatcher = providers.Singleton(EventDispatcher, storage.uow, publishers, core.clock)
 
     # events and operations
     read_events = providers.Singleton(ReadEvents, storage.uow)

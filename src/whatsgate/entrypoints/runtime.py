@@ -18,6 +18,13 @@ from typing import Any, TypeVar
 
 from whatsgate.entrypoints.container import Application, build_container, resolve
 from whatsgate.entrypoints.settings import Settings, write_private
+from whatsgate.ports.engine import (
+    ContactsBatch,
+    HistoryBatch,
+    IncomingMessage,
+    Presence,
+    Receipt,
+)
 from whatsgate.usecases.auth import BootstrapCommand, BootstrapResult
 
 log = logging.getLogger("whatsgate")
@@ -100,7 +107,16 @@ class Runtime:
         self.objects["media"] = await resolve(container.storage.media)
         self.objects["engine"] = await resolve(container.engines.engine)
         self.objects["connections"] = await resolve(container.engines.connections)
-        self.objects["connections"].bind(self.objects["engine_router"])
+        router = self.objects["engine_router"]
+        router.register(IncomingMessage, self.objects["ingest"].handle)
+        router.register(Receipt, self.objects["process_receipt"].handle)
+        router.register(Presence, self.objects["process_presence"].handle)
+        router.register(HistoryBatch, self.objects["import_history"].handle)
+        router.register(ContactsBatch, self.objects["sync_contacts"].handle)
+        self.objects["connections"].bind(router)
+        dispatcher = self.objects["event_dispatcher"]
+        self.objects["commit_signal"].on_commit(dispatcher.wake)
+        dispatcher.start()  # catches up with what the log holds, then follows each commit
 
         admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
         self.bootstrap = await self.objects["bootstrap"](BootstrapCommand(admin_api_key=admin_key))
@@ -144,6 +160,12 @@ class Runtime:
                 await suspend()
             except Exception:
                 log.exception("suspending the sessions failed")
+        dispatcher = self.objects.get("event_dispatcher")
+        if dispatcher is not None:
+            try:
+                await dispatcher.stop()  # hands out what is stored, the shutdown's included
+            except Exception:
+                log.exception("stopping the event dispatcher failed")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

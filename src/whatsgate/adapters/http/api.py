@@ -7,6 +7,7 @@ from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
 
 from whatsgate.adapters.http.auth import authenticated, provide_principal
+from whatsgate.adapters.http.conversations import ConversationController, SessionInboxController
 from whatsgate.adapters.http.events import EventController
 from whatsgate.adapters.http.messages import MessageController, SessionMessageController
 from whatsgate.adapters.http.operations import operation_handlers
@@ -26,6 +27,8 @@ def api_router(extra: list[ControllerRouterHandler] | None = None) -> Router:
             SessionController,
             WhatsAppController,
             SessionMessageController,
+            SessionInboxController,
+            ConversationController,
             MessageController,
             EventController,
             UserController,

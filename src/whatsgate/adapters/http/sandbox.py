@@ -60,7 +60,7 @@ class InboundOut(msgspec.Struct, kw_only=True):
     id: Annotated[str, Meta(description="The WhatsApp message id.")]
 
 
-class TypingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SandboxTypingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sender: Short = msgspec.field(name="from")
     state: Literal["composing", "recording", "paused"] = "composing"
     chat: Short | None = None
@@ -147,7 +147,7 @@ class SandboxController(Controller):
     async def typing(
         self,
         session_id: FromPath[str],
-        data: JSONBody[TypingIn],
+        data: JSONBody[SandboxTypingIn],
         principal: NamedDependency[Principal],
         access: NamedDependency[Access],
         sandbox_engine: NamedDependency[SandboxEngine],

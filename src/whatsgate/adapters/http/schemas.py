@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.events import StoredEvent
 from whatsgate.domain.message import Message
 from whatsgate.domain.organization import User
@@ -300,3 +301,102 @@ class NumberCheckOut(msgspec.Struct, kw_only=True):
     number: str
     jid: str | None
     exists: bool
+
+
+# -- conversations and contacts -------------------------------------------------------------
+
+
+class ConversationOut(msgspec.Struct, kw_only=True):
+    id: str
+    session_id: str
+    chat: str
+    is_group: bool
+    name: str | None
+    status: Annotated[str, Meta(description="pending | active | closed")]
+    assignee_id: str | None
+    unread_count: int
+    last_message_at: str | None
+    last_message_preview: str | None
+    last_message_id: str | None
+    external_ref: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ConversationOut:
+        return msgspec.convert(conversation.to_dict(), cls)
+
+
+class ConversationList(msgspec.Struct, kw_only=True):
+    items: list[ConversationOut]
+    next_cursor: str | None
+
+
+class UpdateConversationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["pending", "active", "closed"] | None = None
+    #: A user id; null returns the conversation to the queue; absent leaves it.
+    assignee_id: Annotated[str, Meta(max_length=64)] | msgspec.UnsetType | None = msgspec.UNSET
+    external_ref: Annotated[str, Meta(max_length=200)] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TypingStateIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    state: Literal["composing", "recording", "paused"]
+
+
+class ContactOut(msgspec.Struct, kw_only=True):
+    id: str
+    session_id: str
+    jid: str
+    lid: str | None
+    phone: str | None
+    name: str | None
+    push_name: str | None
+    business_name: str | None
+    is_business: bool
+    external_ref: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, contact: Contact) -> ContactOut:
+        return msgspec.convert(contact.to_dict(), cls)
+
+
+class ContactList(msgspec.Struct, kw_only=True):
+    items: list[ContactOut]
+    next_cursor: str | None
+
+
+class UpdateContactIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    external_ref: Annotated[str, Meta(max_length=200)] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class HistorySyncIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    chat: (
+        Annotated[
+            str,
+            Meta(
+                max_length=128,
+                description="A conversation id or a chat (phone number or JID); absent: recent "
+                "history of every chat.",
+            ),
+        ]
+        | None
+    ) = None
+    days: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=365,
+                description="Advisory: WhatsApp answers an on-demand sync by message count; "
+                "history older than the server's import window is skipped.",
+            ),
+        ]
+        | None
+    ) = None
+    count: Annotated[int, Meta(ge=1, le=500, description="Messages to ask for.")] = 100
