@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import whatsgate
+from whatsgate.domain.errors import WhatsgateError
 from whatsgate.entrypoints.settings import Settings
 
 Command = Callable[[argparse.Namespace], int]
@@ -117,8 +118,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from whatsgate.entrypoints.container import build_container
 
     asyncio.run(migrate_if_needed(settings, build_container(settings)))
-    print("Database is up to date.")
+    print(f"Database is up to date: {_safe(settings.database)}")
     return 0
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 # -- pair -----------------------------------------------------------------------------------
@@ -287,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Command = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except WhatsgateError as exc:
+        print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,11 +21,15 @@ from datetime import timedelta
 from typing import Any
 
 from dependency_injector import containers, providers
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from whatsgate.adapters.clock import SystemClock
 from whatsgate.adapters.http.fetch import MediaFetcher
+from whatsgate.adapters.media.filesystem import FilesystemMediaStore
 from whatsgate.adapters.memory import MemoryMediaStore, MemoryStore, MemoryUnitOfWork
 from whatsgate.adapters.metrics import MeteredEngine, Metrics
+from whatsgate.adapters.sql.database import create_engine_for
+from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.entrypoints.settings import Settings, token_secret
 from whatsgate.ports.clock import Clock
@@ -123,13 +127,12 @@ def session_settings(settings: Settings) -> SessionSettings:
 # -- storage --------------------------------------------------------------------------------
 
 
-async def open_database(settings: Settings) -> AsyncIterator[Any]:
+async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine | None]:
     """The SQL engine (None for the in-memory store), disposed of at shutdown."""
     if settings.in_memory:
         yield None
         return
-    database = importlib.import_module("whatsgate.adapters.sql.database")
-    engine = database.create_engine_for(settings.database)
+    engine = create_engine_for(settings.database)
     try:
         yield engine
     finally:
@@ -137,7 +140,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Any]:
 
 
 def unit_of_work_factory(
-    settings: Settings, database: Any, store: MemoryStore, signal: CommitSignal
+    settings: Settings, database: AsyncEngine | None, store: MemoryStore, signal: CommitSignal
 ) -> UnitOfWorkFactory:
     if database is None:
 
@@ -145,20 +148,13 @@ def unit_of_work_factory(
             return MemoryUnitOfWork(store, on_commit=signal)
 
         return memory
-    sql = importlib.import_module("whatsgate.adapters.sql.uow")
-    factory: UnitOfWorkFactory = sql.SqlUnitOfWorkFactory(database, on_commit=signal)
-    return factory
+    return SqlUnitOfWorkFactory(database, on_commit=signal)
 
 
 def media_store(settings: Settings) -> MediaStore:
     if settings.in_memory:
         return MemoryMediaStore()
-    try:
-        filesystem = importlib.import_module("whatsgate.adapters.media.filesystem")
-    except ImportError:
-        return MemoryMediaStore()
-    store: MediaStore = filesystem.FilesystemMediaStore(settings.data_dir / "media")
-    return store
+    return FilesystemMediaStore(settings.data_dir / "media")
 
 
 # -- engines --------------------------------------------------------------------------------
@@ -171,8 +167,10 @@ async def open_engine(settings: Settings, clock: Clock) -> AsyncIterator[WhatsAp
         sandbox = importlib.import_module("whatsgate.adapters.sandbox")
         engine = sandbox.SandboxEngine(clock=clock, data_dir=settings.data_dir)
     else:
-        neonize = importlib.import_module("whatsgate.adapters.neonize")
-        engine = neonize.NeonizeEngine(data_dir=settings.data_dir / "neonize", clock=clock)
+        # Importing neonize starts a Go runtime: only when chosen.
+        neonize = importlib.import_module("whatsgate.adapters.neonize.engine")
+        database_url = None if settings.in_memory else settings.database
+        engine = neonize.NeonizeEngine(settings.data_dir, database_url=database_url)
     try:
         yield engine
     finally:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from whatsgate.adapters.sql.migrations import migrate
 from whatsgate.entrypoints.container import Application, build_container, resolve
 from whatsgate.entrypoints.settings import Settings, write_private
 from whatsgate.ports.engine import (
@@ -36,8 +36,7 @@ async def migrate_if_needed(settings: Settings, container: Any) -> None:
     """Bring the SQL schema to the newest revision (nothing to do in memory)."""
     if settings.in_memory or container.storage.uow.overridden:
         return
-    migrations = importlib.import_module("whatsgate.adapters.sql.migrations")
-    await migrations.migrate(settings.database)
+    await migrate(settings.database)
 
 
 @asynccontextmanager
