@@ -136,3 +136,15 @@ async def test_openapi_document_describes_the_api(api: Api) -> None:
     assert "ErrorBody" in doc["components"]["schemas"]
     assert set(doc["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     assert {t["name"] for t in doc["tags"]} >= {"Sessions", "Users", "Operations"}
+    for path, operations in paths.items():
+        if not path.startswith("/api/v1"):
+            continue
+        for method, operation in operations.items():
+            assert operation["tags"], (method, path)
+            for status in ("400", "401", "422"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"]["$ref"].endswith("/ErrorBody"), (method, path, status)
+    send = paths["/api/v1/sessions/{session_id}/messages"]["post"]
+    assert "413" in send["responses"]
+    body_schema = doc["components"]["schemas"]["SendMessageIn"]
+    assert body_schema["properties"]["to"]["examples"]

@@ -140,7 +140,7 @@ exception_handlers: dict[type[Exception] | int, Any] = {
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request (e.g. the body is not JSON).",
+    400: "The body is not valid JSON (`malformed_json`).",
     401: "Missing or invalid credentials.",
     403: "Authenticated, but not allowed to do this.",
     404: "No such thing (or it belongs to another organization).",
@@ -160,5 +160,5 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
             description=_DESCRIPTIONS.get(status, "Error"),
             examples=None,
         )
-        for status in sorted({401, 422, *statuses})
+        for status in sorted({400, 401, 422, *statuses})
     }

@@ -17,7 +17,7 @@ from whatsgate.domain.message import Message
 from whatsgate.domain.organization import User
 from whatsgate.domain.session import Session, iso
 
-Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Name = Annotated[str, Meta(min_length=1, max_length=100, examples=["sales"])]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
@@ -121,8 +121,8 @@ class UserList(msgspec.Struct, kw_only=True):
 
 
 class CreateUserIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=200)]
-    email: Annotated[str, Meta(max_length=320)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Bea"])]
+    email: Annotated[str, Meta(max_length=320, examples=["bea@example.com"])] | None = None
     role: Literal["admin", "agent"] = "agent"
 
 
@@ -136,7 +136,7 @@ class NewUserOut(msgspec.Struct, kw_only=True):
 
 
 class CreateOrganizationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Globex"])]
     admin_name: Annotated[str, Meta(min_length=1, max_length=200)] = "admin"
     admin_email: Annotated[str, Meta(max_length=320)] | None = None
 
@@ -234,8 +234,10 @@ class SendMessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             examples=["+55 66 99628-5154", "120363025246125486@g.us"],
         ),
     ]
-    type: MessageType = "text"
-    text: Annotated[str, Meta(max_length=65_536)] | None = None
+    type: Annotated[MessageType, Meta(examples=["text"])] = "text"
+    text: Annotated[str, Meta(max_length=65_536, examples=["Hello! How can we help?"])] | None = (
+        None
+    )
     media: MediaIn | None = None
     reply_to: Annotated[str, Meta(max_length=128)] | None = None
     location: LocationIn | None = None

@@ -108,7 +108,12 @@ class SessionController(Controller):
             session = started.session
         return SessionOut.of(session)
 
-    @get("/", summary="List sessions", description="The sessions the caller may see.")
+    @get(
+        "/",
+        summary="List sessions",
+        description="The sessions the caller may see, oldest first, cursor paginated.",
+        responses=error_responses(),
+    )
     async def list_sessions(
         self,
         principal: NamedDependency[Principal],
