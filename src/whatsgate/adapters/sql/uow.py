@@ -23,6 +23,7 @@ from whatsgate.adapters.sql.repositories import (
     SqlOutbox,
     SqlSessions,
     SqlUsers,
+    SqlWebhooks,
 )
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 
@@ -40,6 +41,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.conversations = SqlConversations(self)
         self.messages = SqlMessages(self)
         self.outbox = SqlOutbox(self)
+        self.webhooks = SqlWebhooks(self)
         self.events = SqlEventLog(self)
 
     @property
