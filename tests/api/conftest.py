@@ -18,7 +18,7 @@ from whatsgate.entrypoints.app import RUNTIME, create_app
 from whatsgate.entrypoints.container import build_container
 from whatsgate.entrypoints.runtime import Runtime
 from whatsgate.entrypoints.settings import MEMORY_DATABASE, Settings
-from whatsgate.testing import FakeEngine
+from whatsgate.testing import FakeEngine, FakeWebhookSender
 
 ADMIN_KEY = "wg_test-operator-key-0123456789"
 
@@ -49,6 +49,7 @@ def make_app(
     fake: FakeEngine,
     store: MemoryStore,
     announce: Callable[[str], None] | None = None,
+    webhooks: FakeWebhookSender | None = None,
     **settings: Any,
 ) -> Litestar:
     values: dict[str, Any] = {
@@ -63,6 +64,9 @@ def make_app(
     if config.engine != "sandbox":
         container.engines.engine.override(providers.Object(fake))
     container.storage.memory.override(providers.Object(store))
+    container.realtime.http_webhook_sender.override(
+        providers.Object(webhooks or FakeWebhookSender())
+    )
     return create_app(config, container=container, announce=announce)
 
 

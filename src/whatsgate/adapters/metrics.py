@@ -28,6 +28,7 @@ from whatsgate.ports.engine import (
     TypingState,
     WhatsAppEngine,
 )
+from whatsgate.ports.webhooks import WebhookSender
 
 #: Send latency buckets, in seconds.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -162,3 +163,21 @@ class MeteredConnection(EngineConnection):
 
     async def disconnect(self) -> None:
         await self.inner.disconnect()
+
+
+class MeteredWebhookSender(WebhookSender):
+    """Wraps a webhook sender: every attempt that does not get a 2xx counts as a failure."""
+
+    def __init__(self, inner: WebhookSender, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        try:
+            status = await self.inner.send(url, body, headers)
+        except Exception:
+            self.metrics.webhook_failed()
+            raise
+        if not 200 <= status < 300:
+            self.metrics.webhook_failed()
+        return status

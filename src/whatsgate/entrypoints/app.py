@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from dependency_injector import providers
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -16,9 +17,12 @@ import whatsgate
 from whatsgate.adapters.http.api import route_handlers
 from whatsgate.adapters.http.auth import AUTHENTICATOR
 from whatsgate.adapters.http.errors import exception_handlers
-from whatsgate.entrypoints.container import Application, build_container
+from whatsgate.adapters.socketio import RealtimeServer
+from whatsgate.domain.auth import Principal
+from whatsgate.entrypoints.container import Application, build_container, service_names
 from whatsgate.entrypoints.runtime import Runtime
 from whatsgate.entrypoints.settings import Settings
+from whatsgate.ports.repositories import UnitOfWork
 
 RUNTIME = "whatsgate_runtime"
 
@@ -27,6 +31,7 @@ _TAGS = [
     Tag(name="Messages", description="Send messages, read one and its media, check numbers."),
     Tag(name="Conversations", description="The inbox: conversations, contacts, history."),
     Tag(name="Events", description="The event log: what socket.io and webhooks carried."),
+    Tag(name="Webhooks", description="Signed, retried HTTP deliveries of the events."),
     Tag(name="Users", description="Admins and agents of an organization, and their API keys."),
     Tag(name="Organizations", description="Tenants; only the operator creates them."),
     Tag(name="Auth", description="Short-lived bearer tokens."),
@@ -67,9 +72,7 @@ def create_app(
     work) and stops it cleanly; ``container`` lets tests override providers."""
     settings = settings or Settings()
     container = container or build_container(settings)
-    usecases: Any = container.usecases
-    names = [n for n in usecases.providers if n not in ("core", "storage", "engines")]
-    names += ["metrics"]
+    names = [*service_names(container), "metrics"]
     extra: list[Any] = []
     if settings.engine == "sandbox":
         sandbox_http = importlib.import_module("whatsgate.adapters.http.sandbox")
@@ -106,6 +109,30 @@ def create_app(
     )
 
 
-def create_asgi_app(settings: Settings | None = None) -> Any:
-    """What uvicorn serves: the Litestar app, with socket.io on the same port."""
-    return create_app(settings)
+def create_asgi_app(
+    settings: Settings | None = None,
+    *,
+    container: Application | None = None,
+    announce: Callable[[str], None] | None = print,
+) -> Any:
+    """What uvicorn serves: socket.io on ``/socket.io``, everything else (and the lifespan)
+    to the Litestar app. The socket.io server is made here, before the app runs, so its
+    callables reach the running app's use cases once the lifespan has started them."""
+    settings = settings or Settings()
+    container = container or build_container(settings)
+    app = create_app(settings, container=container, announce=announce)
+
+    async def authenticate(token: str) -> Principal:
+        runtime: Runtime = app.state[RUNTIME]
+        principal: Principal = await runtime.objects["authenticate"](token)
+        return principal
+
+    def uow() -> UnitOfWork:
+        runtime: Runtime = app.state[RUNTIME]
+        unit: UnitOfWork = runtime.objects["uow"]()
+        return unit
+
+    realtime = RealtimeServer(authenticate, uow, redis_url=settings.redis_url)
+    realtime_container: Any = container.realtime
+    realtime_container.socketio_server.override(providers.Object(realtime))
+    return realtime.asgi_app(app)

@@ -4,7 +4,9 @@
     ├── core       settings, clock, metrics, the token secret, session settings
     ├── storage    the database (a Resource), the unit-of-work factory, the media store
     ├── engines    the WhatsApp engine (a Resource), metered; the live session connections
-    └── usecases   one provider per use case, named as the HTTP handlers' arguments
+    ├── usecases   one provider per use case, named as the HTTP handlers' arguments
+    └── realtime   socket.io, webhooks (publishers, delivery worker, management), and the
+                   event dispatcher that hands them the event log
 
 Resources (database, engine) are opened by ``Runtime.start`` and closed by ``Runtime.stop``.
 Tests override providers (``container.engines.engine.override(...)``). Use cases never import
@@ -27,9 +29,11 @@ from whatsgate.adapters.clock import SystemClock
 from whatsgate.adapters.http.fetch import MediaFetcher
 from whatsgate.adapters.media.filesystem import FilesystemMediaStore
 from whatsgate.adapters.memory import MemoryMediaStore, MemoryStore, MemoryUnitOfWork
-from whatsgate.adapters.metrics import MeteredEngine, Metrics
+from whatsgate.adapters.metrics import MeteredEngine, MeteredWebhookSender, Metrics
+from whatsgate.adapters.socketio import RealtimeServer, SocketIOPublisher
 from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
+from whatsgate.adapters.webhooks import HttpxWebhookSender
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.entrypoints.settings import Settings, token_secret
 from whatsgate.ports.clock import Clock
@@ -84,6 +88,18 @@ from whatsgate.usecases.sessions import (
     SessionSettings,
     StopSession,
     UpdateUserWhatsAppSession,
+)
+from whatsgate.usecases.webhooks import (
+    CreateWebhook,
+    DeleteWebhook,
+    GetWebhook,
+    ListDeliveries,
+    ListWebhooks,
+    ReplayDelivery,
+    RotateWebhookSecret,
+    WebhookDeliveryWorker,
+    WebhookPublisher,
+    WebhookSettings,
 )
 
 
@@ -332,12 +348,71 @@ class UseCases(containers.DeclarativeContainer):
     read_health = providers.Singleton(ReadHealth, storage.uow)
 
 
+class Realtime(containers.DeclarativeContainer):
+    """socket.io, webhooks, and the dispatcher that hands them the event log."""
+
+    core = providers.DependenciesContainer()
+    storage = providers.DependenciesContainer()
+    usecases = providers.DependenciesContainer()
+
+    #: The app factory replaces it with one whose callables reach the running app.
+    socketio_server = providers.Singleton(
+        RealtimeServer,
+        usecases.authenticate,
+        storage.uow,
+        redis_url=core.settings.provided.redis_url,
+    )
+    webhook_settings = providers.Singleton(
+        WebhookSettings, allow_private=core.settings.provided.webhooks_allow_private
+    )
+    http_webhook_sender = providers.Singleton(
+        HttpxWebhookSender, allow_private=core.settings.provided.webhooks_allow_private
+    )
+    webhook_sender = providers.Singleton(MeteredWebhookSender, http_webhook_sender, core.metrics)
+    webhook_worker = providers.Singleton(
+        WebhookDeliveryWorker, storage.uow, webhook_sender, core.clock, webhook_settings
+    )
+    publishers = providers.Dict(
+        socketio=providers.Singleton(SocketIOPublisher, socketio_server.provided.sio),
+        webhooks=providers.Singleton(
+            WebhookPublisher, storage.uow, core.clock, webhook_worker.provided.wake
+        ),
+    )
+    event_dispatcher = providers.Singleton(EventDispatcher, storage.uow, publishers, core.clock)
+
+    # webhook management
+    create_webhook = providers.Singleton(CreateWebhook, storage.uow, core.clock, webhook_settings)
+    list_webhooks = providers.Singleton(ListWebhooks, storage.uow)
+    get_webhook = providers.Singleton(GetWebhook, storage.uow)
+    delete_webhook = providers.Singleton(DeleteWebhook, storage.uow)
+    rotate_webhook_secret = providers.Singleton(RotateWebhookSecret, storage.uow)
+    list_deliveries = providers.Singleton(ListDeliveries, storage.uow)
+    replay_delivery = providers.Singleton(
+        ReplayDelivery, storage.uow, core.clock, webhook_worker.provided.wake
+    )
+
+
 class Application(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     core = providers.Container(Core, settings=settings)
     storage = providers.Container(Storage, core=core)
     engines = providers.Container(Engines, core=core)
     usecases = providers.Container(UseCases, core=core, storage=storage, engines=engines)
+    realtime = providers.Container(Realtime, core=core, storage=storage, usecases=usecases)
+
+
+#: The containers whose providers the runtime resolves and the HTTP handlers can ask for.
+SERVICE_CONTAINERS = ("usecases", "realtime")
+WIRING = frozenset({"core", "storage", "engines", "usecases"})
+
+
+def service_names(container: Application) -> list[str]:
+    """The names of every use case and service, as handlers ask for them."""
+    names: list[str] = []
+    for part in SERVICE_CONTAINERS:
+        sub: Any = getattr(container, part)
+        names += [n for n in sub.providers if n not in WIRING]
+    return names
 
 
 def build_container(settings: Settings) -> Application:

@@ -16,7 +16,13 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from whatsgate.adapters.sql.migrations import migrate
-from whatsgate.entrypoints.container import Application, build_container, resolve
+from whatsgate.entrypoints.container import (
+    SERVICE_CONTAINERS,
+    WIRING,
+    Application,
+    build_container,
+    resolve,
+)
 from whatsgate.entrypoints.settings import Settings, write_private
 from whatsgate.ports.engine import (
     ContactsBatch,
@@ -96,10 +102,10 @@ class Runtime:
         initialized = container.init_resources()
         if initialized is not None:
             await initialized
-        for name, provider in container.usecases.providers.items():
-            if name in ("core", "storage", "engines"):
-                continue
-            self.objects[name] = await resolve(provider)
+        for part in SERVICE_CONTAINERS:
+            for name, provider in getattr(container, part).providers.items():
+                if name not in WIRING:
+                    self.objects[name] = await resolve(provider)
         for name in ("clock", "metrics", "commit_signal", "secret"):
             self.objects[name] = await resolve(getattr(container.core, name))
         self.objects["uow"] = await resolve(container.storage.uow)
@@ -113,6 +119,8 @@ class Runtime:
         router.register(HistoryBatch, self.objects["import_history"].handle)
         router.register(ContactsBatch, self.objects["sync_contacts"].handle)
         self.objects["connections"].bind(router)
+        await self.objects["socketio_server"].start()
+        self.objects["webhook_worker"].start()
         dispatcher = self.objects["event_dispatcher"]
         self.objects["commit_signal"].on_commit(dispatcher.wake)
         dispatcher.start()  # catches up with what the log holds, then follows each commit
@@ -165,6 +173,13 @@ class Runtime:
                 await dispatcher.stop()  # hands out what is stored, the shutdown's included
             except Exception:
                 log.exception("stopping the event dispatcher failed")
+        for name, closing in (("webhook_worker", "close"), ("socketio_server", "close")):
+            service = self.objects.get(name)
+            if service is not None:
+                try:
+                    await getattr(service, closing)()
+                except Exception:
+                    log.exception("closing %s failed", name)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -13,6 +13,7 @@ from whatsgate.adapters.http.messages import MessageController, SessionMessageCo
 from whatsgate.adapters.http.operations import operation_handlers
 from whatsgate.adapters.http.sessions import SessionController, WhatsAppController
 from whatsgate.adapters.http.users import OrganizationController, TokenController, UserController
+from whatsgate.adapters.http.webhooks import WebhookController
 
 API_PREFIX = "/api/v1"
 #: Bodies of ordinary requests; media sends have their own, larger limit.
@@ -31,6 +32,7 @@ def api_router(extra: list[ControllerRouterHandler] | None = None) -> Router:
             ConversationController,
             MessageController,
             EventController,
+            WebhookController,
             UserController,
             OrganizationController,
             TokenController,

@@ -402,3 +402,86 @@ class HistorySyncIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         | None
     ) = None
     count: Annotated[int, Meta(ge=1, le=500, description="Messages to ask for.")] = 100
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+
+class CreateWebhookIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: Annotated[str, Meta(max_length=2048, examples=["https://example.com/whatsgate"])]
+    events: Annotated[
+        list[str],
+        Meta(
+            max_length=20,
+            description="Event names (`message.new`, `session.status`…); empty: every event.",
+            examples=[["message.new", "message.status"]],
+        ),
+    ] = msgspec.field(default_factory=list)
+    session_id: Annotated[str, Meta(max_length=64)] | None = None
+    secret: (
+        Annotated[
+            str, Meta(min_length=16, max_length=256, description="Signs deliveries (HMAC-SHA256).")
+        ]
+        | None
+    ) = None
+
+
+class WebhookOut(msgspec.Struct, kw_only=True):
+    id: str
+    organization_id: str
+    session_id: str | None
+    url: str
+    events: list[str]
+    signed: bool
+    active: bool
+    created_at: str
+
+    @classmethod
+    def of(cls, webhook: Any) -> WebhookOut:
+        return msgspec.convert(webhook.to_dict(), cls)
+
+
+class WebhookList(msgspec.Struct, kw_only=True):
+    items: list[WebhookOut]
+    next_cursor: str | None = None
+
+
+class RotateSecretIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    secret: Annotated[str, Meta(min_length=16, max_length=256)]
+    keep_previous: Annotated[
+        bool, Meta(description="Sign with the old secret too until the next rotation.")
+    ] = True
+
+
+class DeliveryAttemptOut(msgspec.Struct, kw_only=True):
+    id: str
+    attempt: int
+    at: str
+    status_code: int | None
+    error: str | None
+    latency_ms: float | None
+    ok: bool
+
+
+class DeliveryOut(msgspec.Struct, kw_only=True):
+    id: str
+    webhook_id: str
+    event_id: str
+    status: Annotated[str, Meta(description="pending | delivered | failed | dead")]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    delivered_at: str | None
+    attempt_log: list[DeliveryAttemptOut]
+
+    @classmethod
+    def of(cls, record: Any) -> DeliveryOut:
+        return msgspec.convert(record.to_dict(), cls)
+
+
+class DeliveryList(msgspec.Struct, kw_only=True):
+    items: list[DeliveryOut]
+    next_cursor: str | None
