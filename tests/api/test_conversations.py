@@ -126,6 +126,10 @@ async def test_messages_read_assign_typing(api: Api) -> None:
         "PATCH", f"/api/v1/conversations/{cid}", key=agent_key, json={"status": "closed"}
     )
     assert closed.json()["status"] == "closed" and closed.json()["assignee_id"] == agent_id
+    # Their event log holds the events of that conversation, and nothing of the session else.
+    events = (await api.call("GET", "/api/v1/events", key=agent_key)).json()["items"]
+    assert events and {e["event"] for e in events} == {"conversation.updated"}
+    assert {e["data"]["id"] for e in events} == {cid}
     unassigned = await api.call("PATCH", f"/api/v1/conversations/{cid}", json={"assignee_id": None})
     assert unassigned.json()["assignee_id"] is None
     unknown_user = await api.call(
