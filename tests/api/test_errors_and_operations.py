@@ -148,3 +148,18 @@ async def test_openapi_document_describes_the_api(api: Api) -> None:
     assert "413" in send["responses"]
     body_schema = doc["components"]["schemas"]["SendMessageIn"]
     assert body_schema["properties"]["to"]["examples"]
+
+
+async def test_browsers_may_call_the_api_cross_origin(api: Api) -> None:
+    r = await api.call(
+        "OPTIONS",
+        "/api/v1/sessions",
+        key=None,
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert r.status_code in (200, 204)
+    assert r.headers["access-control-allow-origin"] in ("*", "https://app.example.com")

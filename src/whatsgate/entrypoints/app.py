@@ -9,6 +9,7 @@ from typing import Any
 
 from dependency_injector import providers
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
@@ -103,6 +104,11 @@ def create_app(
         route_handlers=route_handlers(extra),
         dependencies={name: Provide(provider_of(name), sync_to_thread=False) for name in names},
         exception_handlers=exception_handlers,
+        cors_config=CORSConfig(
+            allow_origins=settings.cors_origins,
+            allow_headers=["Authorization", "X-Api-Key", "Content-Type"],
+            expose_headers=["Content-Disposition"],
+        ),
         openapi_config=openapi_config(),
         lifespan=[lifespan],
         debug=False,

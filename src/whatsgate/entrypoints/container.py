@@ -34,6 +34,7 @@ from whatsgate.adapters.socketio import RealtimeServer, SocketIOPublisher
 from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.adapters.webhooks import HttpxWebhookSender
+from whatsgate.domain.errors import FeatureUnavailable
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.entrypoints.settings import Settings, token_secret
 from whatsgate.ports.clock import Clock
@@ -184,7 +185,12 @@ async def open_engine(settings: Settings, clock: Clock) -> AsyncIterator[WhatsAp
         engine = sandbox.SandboxEngine(clock=clock, data_dir=settings.data_dir)
     else:
         # Importing neonize starts a Go runtime: only when chosen.
-        neonize = importlib.import_module("whatsgate.adapters.neonize.engine")
+        try:
+            neonize = importlib.import_module("whatsgate.adapters.neonize.engine")
+        except ImportError as exc:
+            raise FeatureUnavailable(
+                f"The neonize engine cannot be loaded ({exc}); try --engine sandbox."
+            ) from exc
         database_url = None if settings.in_memory else settings.database
         engine = neonize.NeonizeEngine(settings.data_dir, database_url=database_url)
     try:

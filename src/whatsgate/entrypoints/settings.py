@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     #: No scan within this time after the first QR stops the session.
     qr_timeout_seconds: float = Field(default=180.0, gt=0)
     log_level: str = "info"
+    #: Origins browsers may call the API from (CORS); ``*`` for any.
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
 
     @property
     def database(self) -> str:
