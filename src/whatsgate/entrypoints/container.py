@@ -41,13 +41,7 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import WhatsAppEngine
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from whatsgate.usecases.access import (
-    Access,
-    GetQrCode,
-    OwnDefaultSession,
-    SuspendSessions,
-    UpdateSession,
-)
+from whatsgate.usecases.access import Access
 from whatsgate.usecases.auth import (
     Authenticate,
     Bootstrap,
@@ -77,7 +71,9 @@ from whatsgate.usecases.inbox import (
 from whatsgate.usecases.ingest import ProcessIncomingMessage
 from whatsgate.usecases.media import GetMessageMedia
 from whatsgate.usecases.outbox import DeliverOutbox, OutboxSettings, OutboxWorker
+from whatsgate.usecases.pairing import GetQrCode, OwnDefaultSession
 from whatsgate.usecases.send import CheckNumbers, CheckNumbersSettings, SendMessage
+from whatsgate.usecases.session_admin import SuspendSessions, UpdateSession
 from whatsgate.usecases.sessions import (
     CreateSession,
     DeleteSession,

@@ -24,14 +24,9 @@ from whatsgate.adapters.http.schemas import (
 from whatsgate.domain.auth import Principal
 from whatsgate.domain.pagination import decode_cursor, encode_cursor
 from whatsgate.domain.session import Session, iso
-from whatsgate.usecases.access import (
-    Access,
-    GetQrCode,
-    OwnDefaultSession,
-    UpdateSession,
-    UpdateSessionCommand,
-    require_qr,
-)
+from whatsgate.usecases.access import Access
+from whatsgate.usecases.pairing import GetQrCode, OwnDefaultSession, require_qr
+from whatsgate.usecases.session_admin import UpdateSession, UpdateSessionCommand
 from whatsgate.usecases.sessions import (
     CreateSession,
     CreateSessionCommand,
