@@ -16,6 +16,7 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
+from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import DomainEvent, StoredEvent
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Message
@@ -265,10 +266,16 @@ class _Conversations(ConversationRepository):
         return self.t.first(lambda c: c.session_id == session_id and c.chat == chat)
 
     async def save(self, conversation: Conversation) -> None:
-        self.t.put(conversation.id, conversation)
+        await self.save_many([conversation])
 
     async def save_many(self, conversations: Sequence[Conversation]) -> None:
         for conversation in conversations:
+            # One conversation per (session, chat), as the database's unique index enforces.
+            clash = await self.get_by_chat(conversation.session_id, conversation.chat)
+            if clash is not None and clash.id != conversation.id:
+                raise AlreadyExists(
+                    f"The session already has a conversation with {conversation.chat}."
+                )
             self.t.put(conversation.id, conversation)
 
     def _matches(self, c: Conversation, q: ConversationQuery) -> bool:
