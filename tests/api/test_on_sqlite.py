@@ -82,3 +82,14 @@ def test_users_from_the_terminal(
     assert "No organization" in capsys.readouterr().err
     assert main(["users", "key", "not-a-user", *where]) == 1
     assert "permission_denied" in capsys.readouterr().err
+
+
+def test_users_on_a_fresh_data_dir_keeps_the_admin_key_it_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("WHATSGATE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("WHATSGATE_ADMIN_API_KEY", raising=False)
+    assert main(["users", "list", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    key = (tmp_path / "admin-api-key").read_text().strip()
+    assert key in out and stat.S_IMODE((tmp_path / "admin-api-key").stat().st_mode) == 0o600

@@ -200,7 +200,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
     from whatsgate.domain.organization import Role
     from whatsgate.entrypoints.container import resolve
-    from whatsgate.entrypoints.runtime import storage_only
+    from whatsgate.entrypoints.runtime import keep_admin_key, storage_only
     from whatsgate.usecases.auth import (
         BootstrapCommand,
         CreateUserCommand,
@@ -212,7 +212,7 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
         admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
         boot = await (await resolve(usecases.bootstrap))(BootstrapCommand(admin_api_key=admin_key))
         if boot.new_api_key:
-            print(f"Admin API key of the default organization (shown once): {boot.new_api_key}")
+            keep_admin_key(settings, boot.new_api_key, print)
         uow = await resolve(container.storage.uow)
         async with uow() as unit:
             organization = await unit.organizations.get_by_name(args.organization)

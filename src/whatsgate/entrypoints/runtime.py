@@ -45,6 +45,16 @@ async def migrate_if_needed(settings: Settings, container: Any) -> None:
     await migrate(settings.database)
 
 
+def keep_admin_key(settings: Settings, key: str, announce: Callable[[str], None] | None) -> None:
+    """A generated admin key: stored in the data directory (0600) and shown once."""
+    where = "it lives only as long as this process (in-memory storage)"
+    if not settings.in_memory:
+        write_private(settings.admin_key_file, key + "\n")
+        where = f"also stored in {settings.admin_key_file}"
+    if announce is not None:
+        announce(f"Admin API key (shown once; {where}): {key}")
+
+
 @asynccontextmanager
 async def storage_only(settings: Settings) -> AsyncIterator[Application]:
     """A container whose storage is open and migrated, without the engine (``users``)."""
@@ -127,14 +137,8 @@ class Runtime:
 
         admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
         self.bootstrap = await self.objects["bootstrap"](BootstrapCommand(admin_api_key=admin_key))
-        new_key = self.bootstrap.new_api_key
-        if new_key is not None:
-            where = "it lives only as long as this process (in-memory storage)"
-            if not settings.in_memory:
-                write_private(settings.admin_key_file, new_key + "\n")
-                where = f"also stored in {settings.admin_key_file}"
-            if announce is not None:
-                announce(f"Admin API key (shown once; {where}): {new_key}")
+        if self.bootstrap.new_api_key is not None:
+            keep_admin_key(settings, self.bootstrap.new_api_key, announce)
 
         if not serve:
             return
