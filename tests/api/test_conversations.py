@@ -71,6 +71,8 @@ async def test_conversations_list_newest_first_with_filters(api: Api) -> None:
         "GET", f"/api/v1/sessions/{sid}/conversations", params={"status": "archived"}
     )
     assert bad.status_code == 422
+    metrics = (await api.call("GET", "/metrics", key=None)).text.splitlines()
+    assert 'whatsgate_messages_total{direction="in"} 3' in metrics
 
 
 async def test_messages_read_assign_typing(api: Api) -> None:
