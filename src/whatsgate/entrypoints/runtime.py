@@ -1,19 +1,20 @@
 """A running whatsgate: what the server's lifespan and the library facade both start and stop.
 
 Start: migrate the database, open the resources (database, engine), wire the engine events to
-the use cases, bootstrap the default organization and admin key, start the background work,
-restore the sessions that were running. Stop: suspend the sessions (their desired state is
-kept, so the next start restores them), let the background work finish, close the resources.
+the use cases, start socket.io, the webhook worker and the event dispatcher, bootstrap the
+default organization and admin key, start the outbox worker, restore the sessions that were
+running. Stop, in that order: the outbox worker (a send in progress finishes), the sessions
+(suspended; their desired state is kept, so the next start restores them), the dispatcher
+(drained, the shutdown's own events included), the webhook worker and socket.io, the
+resources. Nothing stored is lost: what was not handed out yet is at the next start.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from whatsgate.adapters.sql.migrations import migrate
 from whatsgate.entrypoints.container import (
@@ -34,8 +35,6 @@ from whatsgate.ports.engine import (
 from whatsgate.usecases.auth import BootstrapCommand, BootstrapResult
 
 log = logging.getLogger("whatsgate")
-
-T = TypeVar("T")
 
 
 async def migrate_if_needed(settings: Settings, container: Any) -> None:
@@ -70,20 +69,14 @@ async def storage_only(settings: Settings) -> AsyncIterator[Application]:
 
 
 class Runtime:
+    """An open whatsgate: ``objects`` holds every use case and service by provider name."""
+
     def __init__(self, settings: Settings, container: Application) -> None:
         self.settings = settings
         self.container = container
         self.objects: dict[str, Any] = {}
         self.bootstrap: BootstrapResult | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._started = False
-
-    def get(self, name: str, kind: type[T] | None = None) -> T:
-        """A use case or service by its provider name (``create_session``…)."""
-        value = self.objects[name]
-        if kind is not None and not isinstance(value, kind):
-            raise TypeError(f"{name} is a {type(value).__name__}, not {kind.__name__}")
-        return value  # type: ignore[no-any-return]
 
     @classmethod
     async def start(
@@ -150,12 +143,8 @@ class Runtime:
             len(restored.failed),
         )
 
-    def spawn(self, coroutine: Any, name: str) -> None:
-        """Run background work until ``stop``."""
-        self._tasks.append(asyncio.create_task(coroutine, name=f"whatsgate:{name}"))
-
     async def stop(self) -> None:
-        """Suspend the sessions, stop the background work, close the resources."""
+        """Stop everything, in the order of the module docstring; safe to call twice."""
         if not self._started:
             return
         self._started = False
@@ -184,12 +173,6 @@ class Runtime:
                     await getattr(service, closing)()
                 except Exception:
                     log.exception("closing %s failed", name)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
         container: Any = self.container
         shutdown = container.shutdown_resources()
         if shutdown is not None:
