@@ -38,6 +38,15 @@ async def test_inbound_and_faults(sandbox_api: Api) -> None:
         json={"from": "+55 11 91234-5678", "text": "hello", "id": "ABC123"},
     )
     assert sent.status_code == 202 and sent.json() == {"id": "ABC123"}
+    again = await api.call(
+        "POST",
+        f"/api/v1/sandbox/sessions/{sid}/inbound",
+        json={"from": "+55 11 91234-5678", "text": "hello", "id": "ABC123"},
+    )
+    assert again.status_code == 202 and again.json() == {"id": "ABC123"}
+    assert [m.wa_id for m in api.store.messages.values()] == ["ABC123"]  # de-duplicated
+    conversations = (await api.call("GET", f"/api/v1/sessions/{sid}/conversations")).json()
+    assert [c["unread_count"] for c in conversations["items"]] == [1]
     bad = await api.call(
         "POST", f"/api/v1/sandbox/sessions/{sid}/inbound", json={"from": "x", "text": "hi"}
     )
