@@ -124,14 +124,29 @@ async def test_messages_read_assign_typing(api: Api) -> None:
     assert mine.status_code == 200 and len(mine.json()["items"]) == 2
     other = await api.call("GET", f"/api/v1/conversations/{ids[BRUNO]}", key=agent_key)
     assert other.status_code == 403
+    # ...and may answer it, but not write to another chat of that session.
+    answer = await api.call(
+        "POST",
+        f"/api/v1/sessions/{sid}/messages",
+        key=agent_key,
+        json={"to": f"+{ANA}", "text": "On it!"},
+    )
+    assert answer.status_code == 202, answer.text
+    elsewhere = await api.call(
+        "POST",
+        f"/api/v1/sessions/{sid}/messages",
+        key=agent_key,
+        json={"to": f"+{BRUNO}", "text": "hi"},
+    )
+    assert elsewhere.status_code == 403
     closed = await api.call(
         "PATCH", f"/api/v1/conversations/{cid}", key=agent_key, json={"status": "closed"}
     )
     assert closed.json()["status"] == "closed" and closed.json()["assignee_id"] == agent_id
     # Their event log holds the events of that conversation, and nothing of the session else.
     events = (await api.call("GET", "/api/v1/events", key=agent_key)).json()["items"]
-    assert events and {e["event"] for e in events} == {"conversation.updated"}
-    assert {e["data"]["id"] for e in events} == {cid}
+    assert {e["event"] for e in events} == {"conversation.updated", "message.new"}
+    assert {e["data"].get("conversation_id", e["data"]["id"]) for e in events} == {cid}
     unassigned = await api.call("PATCH", f"/api/v1/conversations/{cid}", json={"assignee_id": None})
     assert unassigned.json()["assignee_id"] is None
     unknown_user = await api.call(

@@ -18,6 +18,7 @@ from whatsgate.domain.errors import (
     PermissionDenied,
     SessionNotFound,
 )
+from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Message
 from whatsgate.domain.session import Session
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
@@ -44,7 +45,8 @@ class Access:
     - Sessions: admins see every session of their organization; agents those they own or
       that are shared with them. Renaming, sharing and deleting need an admin or the owner.
     - Conversations: visible with their session, and to the agent they are assigned to.
-    - Messages: visible with their conversation.
+    - Messages: visible with their conversation; an agent may send to the chat of a
+      conversation assigned to them, even on a session not shared with them.
     """
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
@@ -60,6 +62,23 @@ class Access:
                 "Only an admin or the session's owner may do that.", session_id=session_id
             )
         return session
+
+    async def sender(self, principal: Principal, session_id: str, to: str) -> Session:
+        """The session a message to ``to`` may be sent from: one the principal may see, or
+        one where the conversation with ``to`` is assigned to them (an attendant answers)."""
+        try:
+            return await self.session(principal, session_id)
+        except PermissionDenied:
+            async with self.uow() as uow:
+                session = await uow.sessions.get(session_id)
+                conversation = None
+                if session is not None:
+                    conversation = await uow.conversations.get_by_chat(session_id, Jid.parse(to))
+            if session is None or conversation is None:
+                raise
+            if conversation.assignee_id != principal.user_id:
+                raise
+            return session
 
     async def sessions(self, principal: Principal) -> list[Session]:
         async with self.uow() as uow:

@@ -79,7 +79,7 @@ class SessionMessageController(Controller):
         send_message: NamedDependency[SendMessage],
         media_fetcher: NamedDependency[MediaFetcher],
     ) -> SendMessageOut:
-        await access.session(principal, session_id)
+        await access.sender(principal, session_id, data.to)
         result = await send_message(
             SendMessageCommand(
                 session_id=session_id,
