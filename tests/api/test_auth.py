@@ -73,6 +73,18 @@ async def test_users_are_created_and_listed_by_admins_only(api: Api) -> None:
     agent = await api.call("POST", "/api/v1/users", key=body["api_key"], json={"name": "X"})
     assert agent.status_code == 403 and agent.json()["error"]["code"] == "permission_denied"
 
+    second = await api.call("POST", f"/api/v1/users/{body['id']}/api-keys", json={"name": "ci"})
+    assert second.status_code == 201 and second.json()["name"] == "ci"
+    new_key = second.json()["api_key"]
+    assert new_key != body["api_key"]
+    assert (await api.call("GET", "/api/v1/sessions", key=new_key)).status_code == 200
+    by_agent = await api.call(
+        "POST", f"/api/v1/users/{body['id']}/api-keys", key=body["api_key"], json={}
+    )
+    assert by_agent.status_code == 403
+    unknown = await api.call("POST", "/api/v1/users/nobody/api-keys", json={})
+    assert unknown.status_code == 403
+
 
 async def test_only_the_operator_creates_organizations(api: Api) -> None:
     tenant = await new_tenant(api, "Globex")

@@ -135,6 +135,16 @@ class NewUserOut(msgspec.Struct, kw_only=True):
     api_key: Annotated[str, Meta(description="Shown once; only its hash is stored.")]
 
 
+class NewKeyIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=100, examples=["ci"])] = "default"
+
+
+class ApiKeyOut(msgspec.Struct, kw_only=True):
+    user_id: str
+    name: str
+    api_key: Annotated[str, Meta(description="Shown once; only its hash is stored.")]
+
+
 class CreateOrganizationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Globex"])]
     admin_name: Annotated[str, Meta(min_length=1, max_length=200)] = "admin"

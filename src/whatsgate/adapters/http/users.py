@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from whatsgate.adapters.http.auth import admin_only, operator_only
 from whatsgate.adapters.http.errors import error_responses
 from whatsgate.adapters.http.schemas import (
+    ApiKeyOut,
     CreateOrganizationIn,
     CreateUserIn,
+    NewKeyIn,
     NewOrganizationOut,
     NewUserOut,
     TokenOut,
@@ -26,6 +28,8 @@ from whatsgate.usecases.auth import (
     CreateOrganizationCommand,
     CreateUser,
     CreateUserCommand,
+    IssueApiKey,
+    IssueApiKeyCommand,
     IssueToken,
     ListUsers,
 )
@@ -74,6 +78,27 @@ class UserController(Controller):
     ) -> UserList:
         users = await list_users(principal.organization_id)
         return UserList(items=[UserOut.of(u) for u in users])
+
+    @post(
+        "/{user_id:str}/api-keys",
+        summary="Another API key for a user",
+        description="Admins only; the key is shown once (only its hash is stored).",
+        status_code=HTTP_201_CREATED,
+        responses=error_responses(403),
+    )
+    async def new_key(
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[NewKeyIn],
+        principal: NamedDependency[Principal],
+        issue_api_key: NamedDependency[IssueApiKey],
+    ) -> ApiKeyOut:
+        key = await issue_api_key(
+            IssueApiKeyCommand(
+                organization_id=principal.organization_id, user_id=user_id, name=data.name
+            )
+        )
+        return ApiKeyOut(user_id=user_id, name=data.name, api_key=key)
 
 
 class OrganizationController(Controller):
