@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from whatsgate.testing import settle
+from litestar.testing import AsyncTestClient
 
-from .conftest import ADMIN_KEY, Api, new_session, new_user
+from whatsgate.adapters.memory import MemoryStore
+from whatsgate.entrypoints.app import RUNTIME
+from whatsgate.testing import FakeEngine, settle
+from whatsgate.usecases.health import Health, ReadHealth
+
+from .conftest import ADMIN_KEY, Api, make_app, new_session, new_user
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -163,3 +169,18 @@ async def test_browsers_may_call_the_api_cross_origin(api: Api) -> None:
     )
     assert r.status_code in (200, 204)
     assert r.headers["access-control-allow-origin"] in ("*", "https://app.example.com")
+
+
+async def test_health_is_503_when_the_database_does_not_answer(
+    tmp_path: Path, engine: FakeEngine, store: MemoryStore
+) -> None:
+    class Down(ReadHealth):
+        async def __call__(self) -> Health:
+            raise ConnectionError("database is down")
+
+    app = make_app(tmp_path, engine, store)
+    async with AsyncTestClient(app) as client:
+        runtime = app.state[RUNTIME]
+        runtime.objects["read_health"] = Down(runtime.objects["uow"])
+        r = await client.get("/health")
+        assert r.status_code == 503 and r.json() == {"status": "unavailable", "sessions": {}}

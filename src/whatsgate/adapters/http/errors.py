@@ -111,7 +111,7 @@ def handle_validation_error(
 def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
     if status >= 500:
-        log.error("internal error: %s", exc.detail)
+        log.error("internal error: %s", exc.detail, exc_info=exc)
         return error_response(status, "internal_error", "Something went wrong on our side.")
     code = _HTTP_CODES.get(status, "http_error")
     details: dict[str, Any] = {}

@@ -187,7 +187,7 @@ class EventList(msgspec.Struct, kw_only=True):
 
 
 class HealthOut(msgspec.Struct, kw_only=True):
-    status: Literal["ok"]
+    status: Literal["ok", "unavailable"]
     sessions: dict[str, int]
 
 
