@@ -31,12 +31,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def start_server(
+    data_dir: Path, port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PYTHONPATH": SRC,
         "WHATSGATE_ADMIN_API_KEY": KEY,
         "WHATSGATE_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "whatsgate", "serve", "--engine", "sandbox"]
     command += ["--port", str(port), "--data-dir", str(data_dir)]

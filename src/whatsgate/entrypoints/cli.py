@@ -245,6 +245,30 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
 
 # -- the parser -----------------------------------------------------------------------------
 
+SERVE_ENVIRONMENT = """\
+settings from the environment only (defaults in brackets):
+  WHATSGATE_ADMIN_API_KEY           the operator's key [made on first start, kept in the data dir]
+  WHATSGATE_REDIS_URL               socket.io fan-out across nodes [none]
+  WHATSGATE_WEBHOOKS_ALLOW_PRIVATE  webhooks to loopback/private addresses [false]
+  WHATSGATE_CORS_ORIGINS            JSON list of browser origins [["*"]]
+  WHATSGATE_LOG_LEVEL               [info]
+  WHATSGATE_TOKEN_TTL_SECONDS       lifetime of bearer tokens [3600]
+  WHATSGATE_QR_WAIT_SECONDS         how long a start waits for the first QR [20]
+  WHATSGATE_QR_TIMEOUT_SECONDS      no scan within this time stops the session [180]
+  WHATSGATE_OUTBOX_RETRY_SECONDS    JSON list of waits between send attempts
+                                    [[10, 30, 60, 120, 300]]
+  WHATSGATE_OUTBOX_MAX_ATTEMPTS     attempts before a send fails [5]
+sandbox engine only (seconds):
+  WHATSGATE_SANDBOX_QR_FIRST        validity of the first QR [60]
+  WHATSGATE_SANDBOX_QR_NEXT         validity of each next QR [20]
+  WHATSGATE_SANDBOX_DELIVERED_AFTER "delivered" receipt after a send [1]
+  WHATSGATE_SANDBOX_READ_AFTER      "read" receipt after a send [3]
+  WHATSGATE_SANDBOX_HISTORY_MESSAGES history pushed on pairing [0]
+  WHATSGATE_SANDBOX_HISTORY_DAYS    days that history spreads over [40]
+  WHATSGATE_SANDBOX_PHONE           the number that pairs when a scan names none
+                                    [5511999990001]
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -253,7 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=whatsgate.__version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server (API, socket.io, outbox)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (API, socket.io, outbox)",
+        epilog=SERVE_ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_engine_option(serve)
     serve.add_argument("--host", help="address to listen on; env WHATSGATE_HOST (127.0.0.1)")
     serve.add_argument("--port", type=int, help="port; env WHATSGATE_PORT (8000)")

@@ -35,6 +35,7 @@ from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.adapters.webhooks import HttpxWebhookSender
 from whatsgate.domain.errors import FeatureUnavailable
+from whatsgate.domain.outbox import RetryPolicy
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.entrypoints.settings import Settings, token_secret
 from whatsgate.ports.clock import Clock
@@ -131,6 +132,13 @@ def token_ttl(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.token_ttl_seconds)
 
 
+def outbox_settings(settings: Settings) -> OutboxSettings:
+    retry = RetryPolicy(
+        ladder=tuple(settings.outbox_retry_seconds), max_attempts=settings.outbox_max_attempts
+    )
+    return OutboxSettings(retry=retry)
+
+
 def session_settings(settings: Settings) -> SessionSettings:
     return SessionSettings(
         qr_timeout=settings.qr_timeout_seconds, ready_timeout=settings.qr_wait_seconds
@@ -178,7 +186,19 @@ async def open_engine(settings: Settings, clock: Clock) -> AsyncIterator[WhatsAp
     engine: WhatsAppEngine
     if settings.engine == "sandbox":
         sandbox = importlib.import_module("whatsgate.adapters.sandbox")
-        engine = sandbox.SandboxEngine(clock=clock, data_dir=settings.data_dir)
+        engine = sandbox.SandboxEngine(
+            clock=clock,
+            data_dir=settings.data_dir,
+            settings=sandbox.SandboxSettings(
+                qr_first=settings.sandbox_qr_first,
+                qr_next=settings.sandbox_qr_next,
+                delivered_after=settings.sandbox_delivered_after,
+                read_after=settings.sandbox_read_after,
+                history_messages=settings.sandbox_history_messages,
+                history_days=settings.sandbox_history_days,
+                default_phone=settings.sandbox_phone,
+            ),
+        )
     else:
         # Importing neonize starts a Go runtime: only when chosen.
         try:
@@ -210,7 +230,7 @@ class Core(containers.DeclarativeContainer):
     #: Set when a message is queued: the outbox worker wakes at once.
     outbox_wake = providers.Singleton(asyncio.Event)
     pacer = providers.Singleton(SendPacer, providers.Factory(PacingPolicy), rng)
-    outbox_settings = providers.Singleton(OutboxSettings)
+    outbox_settings = providers.Singleton(outbox_settings, settings)
     check_numbers_settings = providers.Singleton(CheckNumbersSettings)
 
 

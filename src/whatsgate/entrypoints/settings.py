@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: ``database_url`` for an in-memory store: nothing survives the process (tests, demos).
@@ -39,6 +39,33 @@ class Settings(BaseSettings):
     log_level: str = "info"
     #: Origins browsers may call the API from (CORS); ``*`` for any.
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    #: Waits of the outbox between attempts of a failed send (the last one repeats), and
+    #: the attempts in all before the message is ``failed``. JSON list in the environment.
+    outbox_retry_seconds: list[float] = Field(
+        default_factory=lambda: [10.0, 30.0, 60.0, 120.0, 300.0], min_length=1
+    )
+    outbox_max_attempts: int = Field(default=5, ge=1)
+
+    # -- the sandbox engine only (seconds; shorten them for tests and demos) ----------------
+    #: Validity of the first QR code, then of each next one (WhatsApp: 60 s, then 20 s).
+    sandbox_qr_first: float = Field(default=60.0, gt=0)
+    sandbox_qr_next: float = Field(default=20.0, gt=0)
+    #: After a send: the "delivered" receipt, and the "read" receipt (both from the send).
+    sandbox_delivered_after: float = Field(default=1.0, ge=0)
+    sandbox_read_after: float = Field(default=3.0, ge=0)
+    #: Messages of history pushed on pairing (0: none), spread over ``sandbox_history_days``.
+    sandbox_history_messages: int = Field(default=0, ge=0, le=100_000)
+    sandbox_history_days: int = Field(default=40, ge=1)
+    #: The phone number that pairs when a scan names none.
+    sandbox_phone: str = "5511999990001"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if any(step < 0 for step in self.outbox_retry_seconds):
+            raise ValueError("outbox_retry_seconds cannot hold a negative wait")
+        if self.sandbox_read_after < self.sandbox_delivered_after:
+            raise ValueError("sandbox_read_after cannot come before sandbox_delivered_after")
+        return self
 
     @property
     def database(self) -> str:
