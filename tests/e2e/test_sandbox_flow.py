@@ -328,7 +328,8 @@ async def _after_restart(
     client: httpx.AsyncClient, base: str, sid: str, before: str, first_qrs: set[str]
 ) -> None:
     """The restarted server reconnects the paired session without a QR and keeps its
-    messages; replaced stays replaced; a logout needs a new QR."""
+    messages; replaced stays replaced; a logout needs a new QR; an outdated client fails; the
+    phone unlinking the device needs a new QR too."""
     await wait_status(client, sid, "connected")
     since = await client.get("/api/v1/events", params={"session_id": sid, "after": before})
     names = [e["event"] for e in since.json()["items"]]
@@ -367,5 +368,22 @@ async def _after_restart(
         assert fresh.json()["status"] == "awaiting_scan" and fresh.json()["qr"] not in first_qrs
         qr_event = await listener.wait_for("session.qr", lambda d: True)
         assert qr_event["data"]["qr"] == fresh.json()["qr"]
+
+        # Paired again; WhatsApp then rejects the client as outdated: failed, with the reason.
+        scanned = await client.post(f"/api/v1/sandbox/sessions/{sid}/scan", json={})
+        assert scanned.status_code == 200 and scanned.json()["status"] == "connected"
+        await fault(client, sid, outdated=True)
+        await wait_status(client, sid, "failed")
+        failed = (await client.get(f"/api/v1/sessions/{sid}")).json()
+        assert failed["status_reason"] == "client_outdated"
+        assert (await client.post(f"/api/v1/sessions/{sid}/start")).status_code == 202
+        await wait_status(client, sid, "connected")
+
+        # The phone unlinks the device: logged out, and the next QR is a new one again.
+        await fault(client, sid, logout=True)
+        await wait_status(client, sid, "logged_out")
+        again = await client.get(f"/api/v1/sessions/{sid}/qr")
+        assert again.status_code == 200 and again.json()["status"] == "awaiting_scan"
+        assert again.json()["qr"] not in {*first_qrs, fresh.json()["qr"]}
     finally:
         await listener.sio.disconnect()
