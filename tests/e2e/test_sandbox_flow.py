@@ -138,9 +138,11 @@ async def send_text(client: httpx.AsyncClient, sid: str, text: str) -> str:
     return message_id
 
 
-async def ticks_of(listener: Listener, message_id: str, last: str = "read") -> list[str]:
+async def ticks_of(
+    listener: Listener, message_id: str, last: str = "read", within: float = WAIT
+) -> list[str]:
     await listener.wait_for(
-        "message.status", lambda d: d["message_id"] == message_id and d["status"] == last
+        "message.status", lambda d: d["message_id"] == message_id and d["status"] == last, within
     )
     return [e["data"]["status"] for e in listener.seen("message.status", _for(message_id))]
 
@@ -303,11 +305,14 @@ async def _messages(client: httpx.AsyncClient, base: str, sid: str) -> str:
         retried = await send_text(client, sid, "after two failures")
         assert await ticks_of(listener, retried) == ["sent", "delivered", "read"]
 
-        # The connection drops: reconnecting, then connected again by itself.
+        # The connection drops: reconnecting, then connected again by itself; a message
+        # queued meanwhile goes as soon as it is back (not at the outbox's 15 s recheck).
         listener.events.clear()
         await fault(client, sid, disconnect=True)
+        during = await send_text(client, sid, "while reconnecting")
         await listener.wait_for("session.status", lambda d: d["status"] == "connected")
         assert listener.statuses() == ["reconnecting", "connected"]
+        assert await ticks_of(listener, during, within=5) == ["sent", "delivered", "read"]
 
         # A temporary ban: banned until its expiry, then connected again.
         listener.events.clear()

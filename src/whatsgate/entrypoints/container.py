@@ -272,6 +272,7 @@ class UseCases(containers.DeclarativeContainer):
         engines.connections,
         core.clock,
         core.session_settings,
+        core.outbox_wake,
     )
     handle_disconnect = providers.Singleton(
         HandleDisconnect, storage.uow, engines.connections, core.clock, core.session_settings

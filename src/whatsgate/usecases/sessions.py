@@ -192,7 +192,8 @@ class UpdateUserWhatsAppSession:
       session (reason ``qr_timeout``) and closes the engine client.
     - Paired: the account JID (and LID when known) stored, the QR cleared.
     - Connected: status ``connected``, QR cleared, ``last_connected_at`` set, the reconnect
-      back-off reset, ``session.status`` published.
+      back-off reset, ``session.status`` published, and the outbox woken: what was queued
+      while the session was away goes now, not at the outbox's next offline recheck.
     - A pairing error is logged; WhatsApp goes on issuing QR codes.
     """
 
@@ -202,11 +203,14 @@ class UpdateUserWhatsAppSession:
         connections: SessionConnections,
         clock: Clock,
         settings: SessionSettings,
+        outbox_wake: asyncio.Event | None = None,
     ) -> None:
         self.uow = uow
         self.connections = connections
         self.clock = clock
         self.settings = settings
+        #: The outbox worker's wake-up (the one ``SendMessage`` sets).
+        self.outbox_wake = outbox_wake
 
     async def __call__(self, update: SessionUpdate) -> Session:
         sid, event = update.session_id, update.event
@@ -247,6 +251,8 @@ class UpdateUserWhatsAppSession:
                     log.warning("session %s: pairing failed: %s", sid, reason)
             await uow.sessions.save(session)
             await uow.commit()
+        if isinstance(event, Connected) and self.outbox_wake is not None:
+            self.outbox_wake.set()
         return session
 
     async def _expire_qr(self, session_id: str) -> None:

@@ -109,7 +109,11 @@ class World:
         s = self.settings
         self.create = CreateSession(self.uow, self.clock)
         self.initialize = InitializeWhatsAppClient(self.uow, self.connections, self.clock, s)
-        self.update = UpdateUserWhatsAppSession(self.uow, self.connections, self.clock, s)
+        #: The outbox worker's wake-up, shared by SendMessage and a session's connect.
+        self.wake = asyncio.Event()
+        self.update = UpdateUserWhatsAppSession(
+            self.uow, self.connections, self.clock, s, self.wake
+        )
         self.disconnect = HandleDisconnect(
             self.uow, self.connections, self.clock, s, random.Random(7)
         )
@@ -125,7 +129,6 @@ class World:
         # Sending: one pacer and one wake-up shared by SendMessage and the outbox worker.
         o = self.outbox_settings
         self.pacer = SendPacer(o.pacing, random.Random(11))
-        self.wake = asyncio.Event()
         self.send = SendMessage(self.uow, self.clock, self.media, self.pacer, self.wake)
         self.deliver = DeliverOutbox(
             self.uow, self.connections, self.clock, self.media, self.pacer, o, random.Random(13)

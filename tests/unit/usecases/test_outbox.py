@@ -216,6 +216,19 @@ async def test_a_session_that_is_not_connected_holds_its_queue(world: World) -> 
     assert (await world.message(result.id)).status is MessageStatus.SENT
 
 
+async def test_a_session_that_connects_again_sends_its_queue_at_once(world: World) -> None:
+    session = await world.connected_session()
+    await world.stop(SessionCommand(session_id=session.id))
+    world.outbox_worker.start()
+    result = await send(world, session)
+    await world.clock.advance(1)  # the worker looked: not connected, it waits for a recheck
+    assert (await world.message(result.id)).status is MessageStatus.QUEUED
+    await world.initialize(InitializeCommand(session_id=session.id))  # reconnects, no QR
+    await settle()  # no clock movement: the connect itself woke the worker
+    assert [s.message.text for s in world.fake.sent] == ["hi"]
+    assert (await world.message(result.id)).status is MessageStatus.SENT
+
+
 async def test_a_temporary_ban_pauses_the_queue_until_it_expires(world: World) -> None:
     session = await world.connected_session()
     expires = world.clock.now() + timedelta(hours=1)
