@@ -38,7 +38,7 @@ def start_server(
         **os.environ,
         "PYTHONPATH": SRC,
         "WHATSGATE_ADMIN_API_KEY": KEY,
-        "WHATSGATE_LOG_LEVEL": "warning",
+        "WHATSGATE_LOG_LEVEL": "info",
         **(extra_env or {}),
     }
     command = [sys.executable, "-m", "whatsgate", "serve", "--engine", "sandbox"]

@@ -1,16 +1,20 @@
-"""Settings from the environment reach what they configure: the sandbox and the outbox."""
+"""Settings from the environment reach what they configure: the sandbox, the outbox, the
+log level."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+from litestar.testing import AsyncTestClient
 from pydantic import ValidationError
 
 from whatsgate.adapters.clock import SystemClock
 from whatsgate.adapters.sandbox import SandboxEngine, SandboxSettings
+from whatsgate.entrypoints.app import create_app
 from whatsgate.entrypoints.container import open_engine, outbox_settings
-from whatsgate.entrypoints.settings import Settings
+from whatsgate.entrypoints.settings import MEMORY_DATABASE, Settings
 
 
 async def test_the_sandbox_takes_its_timings_from_the_environment(
@@ -72,3 +76,24 @@ def test_the_outbox_retry_ladder_comes_from_the_environment(
 def test_impossible_timings_are_refused_at_start(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**bad)  # type: ignore[arg-type]
+
+
+async def test_the_app_keeps_the_log_level_the_host_set(tmp_path: Path) -> None:
+    """``whatsgate serve`` configures logging from WHATSGATE_LOG_LEVEL; the app must not
+    reset it (Litestar's default logging config sets the root logger to INFO)."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        settings = Settings(
+            engine="sandbox",
+            database_url=MEMORY_DATABASE,
+            data_dir=tmp_path,
+            admin_api_key="wg_log-operator-key-0123456789",
+        )
+        async with AsyncTestClient(create_app(settings, announce=None)) as client:
+            assert (await client.get("/health")).status_code == 200
+            assert root.level == logging.WARNING
+            assert not logging.getLogger("whatsgate.sessions").isEnabledFor(logging.INFO)
+    finally:
+        root.setLevel(before)

@@ -111,6 +111,9 @@ def create_app(
         ),
         openapi_config=openapi_config(),
         lifespan=[lifespan],
+        # Logging is the host's: ``whatsgate serve`` sets WHATSGATE_LOG_LEVEL and its format;
+        # Litestar's default would reset the root logger to INFO with a format of its own.
+        logging_config=None,
         debug=False,
     )
 
