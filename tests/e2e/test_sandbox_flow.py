@@ -35,6 +35,7 @@ ENV = {
     "WHATSGATE_SANDBOX_READ_AFTER": "0.4",
     "WHATSGATE_SANDBOX_HISTORY_MESSAGES": "40",
     "WHATSGATE_OUTBOX_RETRY_SECONDS": "[0.3]",
+    "WHATSGATE_OUTBOX_MAX_ATTEMPTS": "3",
 }
 PHONE_JID = "5511999990001@s.whatsapp.net"  # the sandbox phone's default number
 CONTACT = "+55 11 91234-5678"
@@ -157,9 +158,9 @@ async def last_event_id(client: httpx.AsyncClient, sid: str) -> str:
     return last
 
 
-def stop(process: subprocess.Popen[str], within: float = 15) -> str:
-    """SIGTERM, then the output; fails (after killing it) when it does not end in time."""
-    process.send_signal(signal.SIGTERM)
+def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM, within: float = 15) -> str:
+    """A signal, then the output; fails (after killing it) when it does not end in time."""
+    process.send_signal(signum)
     try:
         return process.communicate(timeout=within)[0]
     except subprocess.TimeoutExpired:
@@ -188,7 +189,7 @@ async def test_the_sandbox_flow_end_to_end(tmp_path: Path) -> None:
             process = start_server(tmp_path, port, ENV)
             await wait_until_up(process, base)
             await _after_restart(client, base, sid, before_restart, first_qrs)
-        outputs.append(stop(process))
+        outputs.append(stop(process, signal.SIGINT))  # Ctrl+C stops it as cleanly
     finally:
         if process.poll() is None:
             process.kill()
@@ -218,6 +219,9 @@ async def _pair(client: httpx.AsyncClient, base: str) -> tuple[str, set[str]]:
         assert qr["status"] == "awaiting_scan" and qr["qr"].startswith("2@")
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert decode_qr(png.content) == qr["qr"]
+        first = await listener.wait_for("session.qr", lambda d: True)
+        valid_for = parse_time(first["data"]["expires_at"]) - parse_time(first["timestamp"])
+        assert abs(valid_for - timedelta(seconds=2)) < timedelta(seconds=0.5)
 
         # WhatsApp's rotation: a new code, valid ``qr_next`` seconds.
         rotated = await listener.wait_for("session.qr", lambda d: d["qr"] != qr["qr"])
@@ -304,6 +308,19 @@ async def _messages(client: httpx.AsyncClient, base: str, sid: str) -> str:
         await fault(client, sid, fail_sends=2)
         retried = await send_text(client, sid, "after two failures")
         assert await ticks_of(listener, retried) == ["sent", "delivered", "read"]
+
+        # More failures than attempts (3 here): failed, saying why; the next send goes.
+        await fault(client, sid, fail_sends=5)
+        lost = await send_text(client, sid, "never arrives")
+        assert await ticks_of(listener, lost, last="failed") == ["failed"]
+        failed = (await client.get(f"/api/v1/messages/{lost}")).json()
+        assert failed["status"] == "failed" and "injected fault" in failed["error"]
+        await fault(client, sid, fail_sends=0)
+        assert await ticks_of(listener, await send_text(client, sid, "fine again")) == [
+            "sent",
+            "delivered",
+            "read",
+        ]
 
         # The connection drops: reconnecting, then connected again by itself; a message
         # queued meanwhile goes as soon as it is back (not at the outbox's 15 s recheck).
