@@ -304,6 +304,29 @@ async def _messages(client: httpx.AsyncClient, base: str, sid: str) -> str:
         assert stored["status"] == "read" and stored["conversation_id"] == conversation_id
         assert stored["direction"] == "out" and stored["wa_id"].startswith("3EB0")
 
+        # A number without WhatsApp: the server takes the send (one tick), nobody reads it;
+        # a message sent after it has long been read meanwhile.
+        nobody = await client.post(
+            f"/api/v1/sessions/{sid}/messages",
+            json={"to": "+1 415 555 0000", "type": "text", "text": "anyone?"},
+        )
+        assert nobody.status_code == 202
+        later = await send_text(client, sid, "still there?")
+        assert await ticks_of(listener, later) == ["sent", "delivered", "read"]
+        assert await ticks_of(listener, nobody.json()["id"], last="sent") == ["sent"]
+
+        # The contact types; the attendant reads the chat: unread back to 0.
+        typing = await client.post(f"/api/v1/sandbox/sessions/{sid}/typing", json={"from": CONTACT})
+        assert typing.status_code == 202
+        typed = await listener.wait_for("chat.typing", lambda d: d["chat"] == CONTACT_JID)
+        assert typed["data"]["state"] == "composing"
+        assert typed["data"]["conversation_id"] == conversation_id
+        read = await client.post(f"/api/v1/conversations/{conversation_id}/read")
+        assert read.status_code == 200 and read.json()["unread_count"] == 0
+        await listener.wait_for(
+            "conversation.updated", lambda d: d["id"] == conversation_id and d["unread_count"] == 0
+        )
+
         # Two sends fail: the outbox retries (0.3 s apart here) and the message still goes.
         await fault(client, sid, fail_sends=2)
         retried = await send_text(client, sid, "after two failures")

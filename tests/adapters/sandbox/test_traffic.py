@@ -74,6 +74,19 @@ async def test_reactions_edits_and_revokes_get_no_receipts(
     assert len(sandbox.engine.outbound["s1"]) == 2
 
 
+async def test_a_send_to_a_number_without_whatsapp_stays_at_one_tick(
+    sandbox: Sandbox, clock: FakeClock
+) -> None:
+    connection, recorder = await sandbox.paired()
+    nobody = Jid.phone("+1 415 555 0000")
+    result = await connection.send(OutgoingMessage(to=nobody, kind=MessageKind.TEXT, text="Hi"))
+    assert result.wa_id.startswith("3EB0")
+    await clock.advance(60)
+    assert recorder.of(Receipt) == []
+    [check] = await connection.check_numbers([nobody.user])
+    assert check.exists is False
+
+
 async def test_sending_needs_a_paired_connection(sandbox: Sandbox) -> None:
     connection, _ = await sandbox.open()
     message = OutgoingMessage(to=ANA, kind=MessageKind.TEXT, text="Hi")

@@ -25,6 +25,8 @@ How it behaves, WhatsApp's way:
   open gets ``ConnectFailed("client_outdated")``; a live connection is dropped so that next
   open comes).
 - ``check_numbers``: every valid phone number has WhatsApp except those ending in ``0000``.
+  A send to such a number is acknowledged (WhatsApp's server takes it) but never delivered
+  nor read, as on WhatsApp: it stays at one tick.
 
 Events of one connection reach the listener in order, one at a time, from one task; a
 listener error is logged and the next event still comes. Every delay runs on the Clock port.
@@ -397,7 +399,7 @@ class SandboxConnection(EngineConnection):
         acknowledged = not (
             message.kind is MessageKind.REACTION or message.is_edit or message.is_revoke
         )
-        if acknowledged:
+        if acknowledged and has_whatsapp(message.to):
             self.spawn(self.run_receipts(message.to, result.wa_id), "receipts")
         return result
 
@@ -415,7 +417,7 @@ class SandboxConnection(EngineConnection):
         checks = []
         for number in numbers:
             jid = Jid.phone(number)
-            exists = not jid.user.endswith("0000")
+            exists = has_whatsapp(jid)
             checks.append(NumberCheck(number=number, exists=exists, jid=jid if exists else None))
         return checks
 
@@ -825,6 +827,12 @@ class SandboxEngine(WhatsAppEngine):
         log.info("session %s: sandbox fault %s", session_id, ending[0])
         await connection.emit(event)
         connection.close()
+
+
+def has_whatsapp(jid: Jid) -> bool:
+    """The sandbox's rule: every phone number has WhatsApp except those ending in ``0000``
+    (groups and hidden ids always reach someone)."""
+    return not (jid.is_user and jid.user.endswith("0000"))
 
 
 def _plain_code(code: str) -> str:
