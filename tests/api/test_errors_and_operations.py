@@ -107,6 +107,11 @@ async def test_events_replay_what_was_missed_oldest_first(api: Api) -> None:
     assert [e["id"] for e in page["items"]] == [e["id"] for e in everything["items"][:2]]
     rest = (await api.call("GET", "/api/v1/events", params={"after": page["next_cursor"]})).json()
     assert [e["id"] for e in rest["items"]] == [e["id"] for e in everything["items"][2:]]
+    # ``cursor=`` pages as it does for every list (a generic client's way).
+    same = (await api.call("GET", "/api/v1/events", params={"cursor": page["next_cursor"]})).json()
+    assert same["items"] == rest["items"]
+    bad = await api.call("GET", "/api/v1/events", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422, bad.text
 
     # An agent only reads the events of sessions shared with them.
     _, agent_key = await new_user(api, ADMIN_KEY, "Bea")

@@ -153,9 +153,15 @@ def _for(message_id: str) -> Callable[[dict[str, Any]], bool]:
 
 
 async def last_event_id(client: httpx.AsyncClient, sid: str) -> str:
-    events = (await client.get("/api/v1/events", params={"session_id": sid, "limit": 1000})).json()
-    last: str = events["items"][-1]["id"]
-    return last
+    """The id of the session's newest stored event (following the pages)."""
+    params = {"session_id": sid, "limit": 1000}
+    last = ""
+    while True:
+        page = (await client.get("/api/v1/events", params=params)).json()
+        last = page["items"][-1]["id"] if page["items"] else last
+        if page["next_cursor"] is None:
+            return last
+        params["cursor"] = page["next_cursor"]
 
 
 def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM, within: float = 15) -> str:
@@ -166,7 +172,8 @@ def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM, within: f
     except subprocess.TimeoutExpired:
         process.kill()
         output = process.communicate()[0]
-        pytest.fail(f"the server did not stop on SIGTERM within {within} s:\n{output}")
+        name = signal.Signals(signum).name
+        pytest.fail(f"the server did not stop on {name} within {within} s:\n{output}")
 
 
 async def test_the_sandbox_flow_end_to_end(tmp_path: Path) -> None:

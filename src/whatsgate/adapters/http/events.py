@@ -23,7 +23,8 @@ class EventController(Controller):
         "/",
         summary="Read the event log",
         description="Stored events after `after` (an event id), oldest first: what a client "
-        "missed. The same `{id, event, session_id, timestamp, data}` as socket.io and webhooks.",
+        "missed. The same `{id, event, session_id, timestamp, data}` as socket.io and webhooks. "
+        "The next page: `cursor=<next_cursor>` (as for every list), or `after=<next_cursor>`.",
         responses=error_responses(403, 404),
     )
     async def list_events(
@@ -36,7 +37,13 @@ class EventController(Controller):
         ] = 0,
         session_id: Annotated[str | None, QueryParameter(description="One session only.")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most 1000.")] = 100,
+        cursor: Annotated[
+            int | None,
+            QueryParameter(ge=0, description="A page's `next_cursor`: the page after it."),
+        ] = None,
     ) -> EventList:
+        if cursor is not None:
+            after = max(after, cursor)
         if session_id is not None:
             await access.session(principal, session_id)
         page = await read_events(
