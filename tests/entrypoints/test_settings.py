@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from whatsgate.adapters.clock import SystemClock
 from whatsgate.adapters.sandbox import SandboxEngine, SandboxSettings
 from whatsgate.entrypoints.app import create_app
+from whatsgate.entrypoints.cli import main
 from whatsgate.entrypoints.container import open_engine, outbox_settings
 from whatsgate.entrypoints.settings import MEMORY_DATABASE, Settings
 
@@ -97,3 +98,16 @@ async def test_the_app_keeps_the_log_level_the_host_set(tmp_path: Path) -> None:
             assert not logging.getLogger("whatsgate.sessions").isEnabledFor(logging.INFO)
     finally:
         root.setLevel(before)
+
+
+def test_serve_with_impossible_settings_says_which_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WHATSGATE_SANDBOX_QR_NEXT", "soon")
+    assert main(["serve", "--engine", "sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert "error: WHATSGATE_SANDBOX_QR_NEXT: " in err and "Traceback" not in err
+    monkeypatch.delenv("WHATSGATE_SANDBOX_QR_NEXT")
+    monkeypatch.setenv("WHATSGATE_SANDBOX_READ_AFTER", "0.1")
+    assert main(["serve", "--engine", "sandbox"]) == 2
+    assert "sandbox_read_after cannot come before" in capsys.readouterr().err

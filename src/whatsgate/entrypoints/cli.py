@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 import whatsgate
 from whatsgate.domain.errors import WhatsgateError
 from whatsgate.entrypoints.settings import Settings
@@ -328,6 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WhatsgateError as exc:
         print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
         return 1
+    except ValidationError as exc:  # a flag or WHATSGATE_* variable that makes no sense
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            name = f"WHATSGATE_{where.upper()}" if where else "settings"
+            print(f"error: {name}: {error['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
