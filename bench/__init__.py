@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: ``python -m bench.<name> [--quick]``; see docs/benchmarks.md."""
