@@ -65,24 +65,41 @@ class Conversation:
     def is_group(self) -> bool:
         return self.chat.is_group
 
-    def register_message(self, message: Message, at: datetime) -> None:
+    def register_message(self, message: Message, at: datetime, *, live: bool = True) -> bool:
         """A message entered the chat: preview and time follow the newest; inbound counts
-        unread; a closed conversation that hears from its contact again is pending again."""
+        unread; a closed conversation that hears from its contact again is pending again.
+        A reaction moves neither. History (``live=False``) only moves the preview: what was
+        said weeks ago is neither unread nor a reason to reopen. True if anything changed."""
+        if not message.shows_in_inbox:
+            return False
+        changed = False
         if self.last_message_at is None or message.timestamp >= self.last_message_at:
             self.last_message_at = message.timestamp
             self.last_message_preview = message.preview
             self.last_message_id = message.id
-        if message.is_inbound:
+            changed = True
+        if live and message.is_inbound:
             self.unread_count += 1
             if self.status is ConversationStatus.CLOSED:
                 self.status = ConversationStatus.PENDING
-        self.updated_at = at
+            changed = True
+        if changed:
+            self.updated_at = at
+        return changed
 
     def refresh_preview(self, message: Message, at: datetime) -> None:
         """The last message changed (edited, revoked): keep the preview true."""
         if self.last_message_id == message.id:
             self.last_message_preview = message.preview
             self.updated_at = at
+
+    def readdress(self, chat: Jid, at: datetime) -> bool:
+        """The chat became known by its phone number (it was known by its LID only)."""
+        if chat == self.chat or not chat.is_user or not self.chat.is_lid:
+            return False
+        self.chat = chat
+        self.updated_at = at
+        return True
 
     def mark_read(self, at: datetime) -> bool:
         if self.unread_count == 0:

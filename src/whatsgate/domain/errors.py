@@ -15,6 +15,7 @@ part of the public contract: clients branch on them, so they never change once p
     │   ├── UserNotFound                  user_not_found
     │   ├── SessionNotFound               session_not_found
     │   ├── ConversationNotFound          conversation_not_found
+    │   ├── ContactNotFound               contact_not_found
     │   ├── MessageNotFound               message_not_found
     │   ├── MediaNotFound                 media_not_found
     │   └── WebhookNotFound               webhook_not_found
@@ -107,6 +108,11 @@ class SessionNotFound(NotFound):
 class ConversationNotFound(NotFound):
     code = "conversation_not_found"
     default_message = "No such conversation."
+
+
+class ContactNotFound(NotFound):
+    code = "contact_not_found"
+    default_message = "No such contact."
 
 
 class MessageNotFound(NotFound):

@@ -88,6 +88,33 @@ class MessageReceived(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MessageUpdated(DomainEvent):
+    """``message.updated``: a stored message changed (edited, deleted for everyone, reacted
+    to). The payload is the whole message as it is now."""
+
+    name: ClassVar[str] = "message.updated"
+    message: dict[str, Any]
+    conversation_assignee_id: str | None = None
+
+    @classmethod
+    def of(cls, message: Message, at: datetime, assignee_id: str | None = None) -> MessageUpdated:
+        return cls(
+            organization_id=message.organization_id,
+            session_id=message.session_id,
+            occurred_at=at,
+            message=message.to_dict(),
+            conversation_assignee_id=assignee_id,
+        )
+
+    def payload(self) -> dict[str, Any]:
+        return dict(self.message)
+
+    @property
+    def assignee_id(self) -> str | None:
+        return self.conversation_assignee_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MessageStatusChanged(DomainEvent):
     name: ClassVar[str] = "message.status"
     message_id: str
@@ -183,6 +210,7 @@ EVENT_NAMES: tuple[str, ...] = (
     QrIssued.name,
     SessionStatusChanged.name,
     MessageReceived.name,
+    MessageUpdated.name,
     MessageStatusChanged.name,
     ConversationUpdated.name,
     TypingChanged.name,

@@ -165,6 +165,11 @@ class Message:
         return self.direction is Direction.IN
 
     @property
+    def shows_in_inbox(self) -> bool:
+        """A reaction decorates another message: it moves neither the preview nor unread."""
+        return self.kind is not MessageKind.REACTION
+
+    @property
     def preview(self) -> str:
         """A short line for the conversation list."""
         if self.revoked_at is not None:
@@ -197,19 +202,36 @@ class Message:
         self.status_error = None
         return True
 
-    def apply_edit(self, text: str, at: datetime) -> None:
+    def apply_edit(self, text: str, at: datetime) -> bool:
+        """The sender edited the text (or caption). True if changed; a revoked message stays
+        revoked, and an edit older than the one applied is ignored."""
+        if self.revoked_at is not None:
+            return False
+        if self.edited_at is not None and at < self.edited_at:
+            return False
+        if self.text == text and self.edited_at == at:
+            return False
         self.text = text
         self.edited_at = at
+        return True
 
-    def revoke(self, at: datetime) -> None:
+    def revoke(self, at: datetime) -> bool:
+        """Deleted for everyone. True if it was not already."""
+        if self.revoked_at is not None:
+            return False
         self.revoked_at = at
+        return True
 
-    def apply_reaction(self, sender: Jid, emoji: str) -> None:
-        """An empty emoji removes the sender's reaction, as WhatsApp does."""
+    def apply_reaction(self, sender: Jid, emoji: str) -> bool:
+        """An empty emoji removes the sender's reaction, as WhatsApp does. True if changed."""
+        key = str(sender)
+        if self.reactions.get(key) == (emoji or None):
+            return False
         if emoji:
-            self.reactions[str(sender)] = emoji
+            self.reactions[key] = emoji
         else:
-            self.reactions.pop(str(sender), None)
+            self.reactions.pop(key, None)
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         return {

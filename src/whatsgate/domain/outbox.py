@@ -87,6 +87,14 @@ class OutboxEntry:
         self.next_attempt_at = at + policy.delay_after(self.attempts)
         return False
 
+    def give_up(self, error: str, at: datetime) -> None:
+        """A failed attempt no retry can mend (the content itself is refused): failed now."""
+        self.attempts += 1
+        self.last_error = error
+        self.throttled = False
+        self.state = OutboxState.FAILED
+        self.updated_at = at
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendAttempt:

@@ -59,6 +59,10 @@ class FakeConnection(EngineConnection):
     read_marks: list[tuple[Jid, list[str]]] = field(default_factory=list)
     typing: list[tuple[Jid, TypingState]] = field(default_factory=list)
     history_requests: list[tuple[Jid | None, int]] = field(default_factory=list)
+    #: Every ``check_numbers`` request: the numbers asked and when.
+    number_checks: list[tuple[list[str], datetime]] = field(default_factory=list)
+    #: The ``engine_ref`` of every media download.
+    downloads: list[str] = field(default_factory=list)
 
     async def emit(self, event: EngineEvent) -> None:
         if self.closed:
@@ -76,6 +80,8 @@ class FakeConnection(EngineConnection):
         engine.send_calls.append((self.ref.session_id, message, engine.clock.now()))
         if engine.rate_limited_until is not None and engine.clock.now() < engine.rate_limited_until:
             raise RateLimited(until=engine.rate_limited_until)
+        if engine.send_errors:
+            raise engine.send_errors.pop(0)
         if engine.fail_sends > 0:
             engine.fail_sends -= 1
             raise SendFailed("fake engine: send failed as scripted")
@@ -93,6 +99,7 @@ class FakeConnection(EngineConnection):
 
     async def check_numbers(self, numbers: list[str]) -> list[NumberCheck]:
         self._check_open()
+        self.number_checks.append((list(numbers), self.engine.clock.now()))
         checks = []
         for number in numbers:
             jid = Jid.phone(number)
@@ -106,6 +113,8 @@ class FakeConnection(EngineConnection):
 
     async def download_media(self, media: Media) -> bytes:
         self._check_open()
+        self.downloads.append(media.engine_ref or "")
+        await asyncio.sleep(0)  # a download takes a moment: concurrent callers overlap
         blob = self.engine.media.get(media.engine_ref or "")
         if blob is None:
             raise SendFailed("fake engine: no such media")
@@ -150,6 +159,8 @@ class FakeEngine(WhatsAppEngine):
         self.outdated = False
         self.corrupt_credentials: set[str] = set()
         self.fail_sends = 0
+        #: Errors the next sends raise, one each, before ``fail_sends`` is looked at.
+        self.send_errors: list[Exception] = []
         self.rate_limited_until: datetime | None = None
         self.ids = itertools.count(1)
         self._qr_seq = itertools.count(1)

@@ -83,6 +83,21 @@ class _Table(Generic[V]):
             if value is not None:
                 yield value
 
+    def raw(self) -> Iterator[V]:
+        """The current values, not copied: only for reading them to filter."""
+        for key in self.committed.keys() | self.staged.keys():
+            value = self.staged.get(key, self.committed.get(key))
+            if value is not None and value is not _DELETED:
+                yield value  # type: ignore[misc]
+
+    def where(self, predicate: Callable[[V], bool]) -> list[V]:
+        """Copies of the values that match (filtered before copying: scans stay cheap)."""
+        return [copy.deepcopy(v) for v in self.raw() if predicate(v)]
+
+    def first(self, predicate: Callable[[V], bool]) -> V | None:
+        found = next((v for v in self.raw() if predicate(v)), None)
+        return copy.deepcopy(found) if found is not None else None
+
     def apply(self) -> None:
         for key, value in self.staged.items():
             if value is _DELETED:
@@ -169,10 +184,7 @@ class _Contacts(ContactRepository):
         self.t = table
 
     async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
-        return next(
-            (c for c in self.t.values() if c.session_id == session_id and jid in (c.jid, c.lid)),
-            None,
-        )
+        return self.t.first(lambda c: c.session_id == session_id and jid in (c.jid, c.lid))
 
     async def save(self, contact: Contact) -> None:
         self.t.put(contact.id, contact)
@@ -220,9 +232,7 @@ class _Conversations(ConversationRepository):
         return self.t.get(conversation_id)
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
-        return next(
-            (c for c in self.t.values() if c.session_id == session_id and c.chat == chat), None
-        )
+        return self.t.first(lambda c: c.session_id == session_id and c.chat == chat)
 
     async def save(self, conversation: Conversation) -> None:
         self.t.put(conversation.id, conversation)
@@ -245,7 +255,7 @@ class _Conversations(ConversationRepository):
             names = [c.name, str(c.chat)]
             names += [
                 n
-                for contact in self.contacts.values()
+                for contact in self.contacts.raw()
                 if contact.session_id == c.session_id and c.chat in (contact.jid, contact.lid)
                 for n in (contact.name, contact.push_name)
             ]
@@ -254,7 +264,7 @@ class _Conversations(ConversationRepository):
         return True
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
-        found = [c for c in self.t.values() if self._matches(c, query)]
+        found = self.t.where(lambda c: self._matches(c, query))
 
         def key(c: Conversation) -> tuple[datetime, str]:
             return (_naive(c.last_message_at or c.created_at), c.id)
@@ -281,10 +291,7 @@ class _Messages(MessageRepository):
         return self.t.get(message_id)
 
     async def get_by_wa_id(self, session_id: str, wa_id: str) -> Message | None:
-        return next(
-            (m for m in self.t.values() if m.session_id == session_id and m.wa_id == wa_id),
-            None,
-        )
+        return self.t.first(lambda m: m.session_id == session_id and m.wa_id == wa_id)
 
     async def save(self, message: Message) -> None:
         self.t.put(message.id, message)
@@ -293,21 +300,23 @@ class _Messages(MessageRepository):
         wanted = set(wa_ids)
         return {
             m.wa_id
-            for m in self.t.values()
+            for m in self.t.raw()
             if m.session_id == session_id and m.wa_id is not None and m.wa_id in wanted
         }
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
         inserted: list[Message] = []
-        by_session: dict[str, set[str]] = {}
+        wanted: dict[str, list[str]] = {}
         for message in messages:
             if message.wa_id is not None:
-                seen = by_session.setdefault(message.session_id, set())
-                if message.wa_id in seen:
+                wanted.setdefault(message.session_id, []).append(message.wa_id)
+        # One look-up per session, as the SQL version does in one statement.
+        seen = {sid: await self.existing_wa_ids(sid, ids) for sid, ids in wanted.items()}
+        for message in messages:
+            if message.wa_id is not None:
+                if message.wa_id in seen[message.session_id]:
                     continue
-                if await self.existing_wa_ids(message.session_id, [message.wa_id]):
-                    continue
-                seen.add(message.wa_id)
+                seen[message.session_id].add(message.wa_id)
             self.t.put(message.id, message)
             inserted.append(message)
         return inserted
@@ -315,7 +324,7 @@ class _Messages(MessageRepository):
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
     ) -> Page[Message]:
-        found = [m for m in self.t.values() if m.conversation_id == conversation_id]
+        found = self.t.where(lambda m: m.conversation_id == conversation_id)
 
         def key(m: Message) -> tuple[datetime, str]:
             return (_naive(m.timestamp), m.id)
@@ -353,6 +362,16 @@ class _Outbox(OutboxRepository):
         ]
         found.sort(key=lambda e: (e.next_attempt_at, e.id))
         return found[:limit]
+
+    async def heads(self, session_id: str | None = None) -> list[OutboxEntry]:
+        firsts: dict[str, OutboxEntry] = {}
+        for e in self.t.values():
+            if e.state is not OutboxState.PENDING or session_id not in (None, e.session_id):
+                continue
+            first = firsts.get(e.session_id)
+            if first is None or (_naive(e.created_at), e.id) < (_naive(first.created_at), first.id):
+                firsts[e.session_id] = e
+        return sorted(firsts.values(), key=lambda e: (_naive(e.next_attempt_at), e.id))
 
     async def pending_count(self, session_id: str | None = None) -> int:
         return sum(

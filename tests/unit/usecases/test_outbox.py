@@ -1,0 +1,380 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+import pytest
+
+from whatsgate.domain.errors import FeatureUnavailable, InvalidMessage
+from whatsgate.domain.jid import Jid
+from whatsgate.domain.message import Direction, Message, MessageKind, MessageStatus
+from whatsgate.domain.outbox import OutboxState, RetryPolicy
+from whatsgate.domain.pacing import HumanTyping
+from whatsgate.domain.session import Session
+from whatsgate.ports.engine import TypingState
+from whatsgate.testing import settle
+from whatsgate.usecases._chats import conversation_for
+from whatsgate.usecases.outbox import (
+    DeliverCommand,
+    DeliverOutbox,
+    DeliveryReport,
+    OutboxSettings,
+    OutboxWorker,
+)
+from whatsgate.usecases.send import (
+    OutgoingMedia,
+    ReactionSpec,
+    SendMessageCommand,
+    SendMessageResult,
+)
+from whatsgate.usecases.sessions import InitializeCommand, SessionCommand
+
+from .harness import World
+
+TO = "5566999990001"
+TO_JID = Jid.phone(TO)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    world = World()
+    yield world
+    await world.outbox_worker.stop()
+
+
+async def send(world: World, session: Session, body: str = "hi") -> SendMessageResult:
+    result = await world.send(
+        SendMessageCommand(session_id=session.id, to=TO, kind=MessageKind.TEXT, text=body)
+    )
+    await settle()
+    return result
+
+
+def offsets(world: World, start: datetime) -> list[float]:
+    return [(at - start).total_seconds() for _, _, at in world.fake.send_calls]
+
+
+async def test_a_send_failing_four_times_goes_out_on_the_retry_ladder(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.fail_sends = 4
+    world.outbox_worker.start()
+    start = world.clock.now()
+    result = await send(world, session)
+    await world.clock.advance(600)
+    assert offsets(world, start) == [0, 10, 40, 100, 220]
+    message = await world.message(result.id)
+    assert message.status is MessageStatus.SENT
+    assert message.wa_id == world.fake.sent[0].result.wa_id
+    entry = await world.outbox_entry(result.id)
+    assert (entry.state, entry.attempts, entry.last_error) == (OutboxState.DONE, 5, None)
+    attempts = await world.attempts(result.id)
+    assert [(a.attempt, a.ok) for a in attempts] == [(n, n == 5) for n in range(1, 6)]
+    assert [(a.started_at - start).total_seconds() for a in attempts] == [0, 10, 40, 100, 220]
+    assert all(a.error and a.error.startswith("send_failed") for a in attempts[:4])
+    assert attempts[4].response == f"wa_id={message.wa_id}"
+    assert all(a.request_summary.startswith(f"text to {TO_JID}") for a in attempts)
+    [status] = world.events("message.status")
+    assert (status.data["status"], status.data["wa_id"]) == ("sent", message.wa_id)
+
+
+async def test_five_failures_fail_the_message_and_say_why(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.fail_sends = 99
+    world.outbox_worker.start()
+    start = world.clock.now()
+    result = await send(world, session)
+    await world.clock.advance(3600)
+    assert offsets(world, start) == [0, 10, 40, 100, 220]  # then no more
+    message = await world.message(result.id)
+    assert message.status is MessageStatus.FAILED
+    assert message.status_error is not None and "send_failed" in message.status_error
+    entry = await world.outbox_entry(result.id)
+    assert (entry.state, entry.attempts) == (OutboxState.FAILED, 5)
+    attempts = await world.attempts(result.id)
+    assert [a.attempt for a in attempts] == [1, 2, 3, 4, 5]
+    assert not any(a.ok for a in attempts)
+    [status] = world.events("message.status")
+    assert status.data["status"] == "failed"
+    assert status.data["error"] == message.status_error
+
+
+async def test_the_ladder_and_the_attempts_are_settings() -> None:
+    world = World(outbox_settings=OutboxSettings(retry=RetryPolicy(ladder=(5.0,), max_attempts=3)))
+    session = await world.connected_session()
+    world.fake.fail_sends = 99
+    world.outbox_worker.start()
+    start = world.clock.now()
+    result = await send(world, session)
+    await world.clock.advance(100)
+    await world.outbox_worker.stop()
+    assert offsets(world, start) == [0, 5, 10]
+    assert (await world.message(result.id)).status is MessageStatus.FAILED
+
+
+async def test_content_whatsapp_refuses_fails_at_once(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.send_errors = [FeatureUnavailable("ffmpeg is not installed")]
+    world.outbox_worker.start()
+    result = await send(world, session)
+    await world.clock.advance(60)
+    assert len(world.fake.send_calls) == 1
+    message = await world.message(result.id)
+    assert message.status is MessageStatus.FAILED
+    assert message.status_error == "feature_unavailable: ffmpeg is not installed"
+
+
+async def test_the_31st_message_in_a_minute_is_held_back_and_none_is_dropped(
+    world: World,
+) -> None:
+    session = await world.connected_session()
+    world.outbox_worker.start()
+    start = world.clock.now()
+    results = [await send(world, session, f"m{i}") for i in range(40)]
+    assert [r.throttled for r in results] == [False] * 30 + [True] * 10
+    await world.clock.advance(50)
+    assert len(world.fake.sent) == 30  # the first 30 went with small gaps
+    held = await world.outbox_entry(results[30].id)
+    assert held.throttled and held.next_attempt_at >= start + timedelta(seconds=60)
+    await world.clock.advance(600)
+    assert [s.message.text for s in world.fake.sent] == [f"m{i}" for i in range(40)]
+    times = [(s.at - start).total_seconds() for s in world.fake.sent]
+    assert times[30] >= 60
+    held_gaps = [b - a for a, b in pairwise(times[30:])]
+    assert all(a < b for a, b in pairwise(held_gaps))  # later ones with growing gaps
+    for i, t in enumerate(times):  # never more than 30 in a rolling minute
+        assert sum(1 for u in times[i:] if u < t + 60) <= 30
+    statuses = [(await world.message(r.id)).status for r in results]
+    assert statuses == [MessageStatus.SENT] * 40
+    entries = [await world.outbox_entry(r.id) for r in results]
+    assert not any(e.throttled for e in entries)  # the flag goes once the message does
+
+
+async def test_a_session_sends_in_order_even_when_the_first_needs_a_retry(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.fail_sends = 1
+    world.outbox_worker.start()
+    start = world.clock.now()
+    first = await send(world, session, "first")
+    second = await send(world, session, "second")
+    await world.clock.advance(60)
+    calls = [(m.text, (at - start).total_seconds()) for _, m, at in world.fake.send_calls]
+    assert calls[:2] == [("first", 0), ("first", 10)]
+    assert calls[2][0] == "second" and calls[2][1] > 10
+    assert (await world.message(first.id)).status is MessageStatus.SENT
+    assert (await world.message(second.id)).status is MessageStatus.SENT
+
+
+async def test_sessions_do_not_wait_for_each_other(world: World) -> None:
+    a = await world.connected_session()
+    b_session = await world.new_session("support")
+    await world.initialize(InitializeCommand(session_id=b_session.id))
+    await world.fake.scan(b_session.id, phone="5511988887777")
+    b = await world.session(b_session.id)
+    world.fake.fail_sends = 1  # a's message fails first and waits 10 s
+    world.outbox_worker.start()
+    await send(world, a, "from a")
+    await send(world, b, "from b")
+    sent = [(sid, m.text) for sid, m, _ in world.fake.send_calls]
+    assert sent == [(a.id, "from a"), (b.id, "from b")]
+
+
+async def test_a_rate_limit_pauses_the_session_without_spending_attempts(world: World) -> None:
+    session = await world.connected_session()
+    start = world.clock.now()
+    world.fake.rate_limited_until = start + timedelta(seconds=120)
+    world.outbox_worker.start()
+    first = await send(world, session, "one")
+    second = await send(world, session, "two")
+    await world.clock.advance(119)
+    assert len(world.fake.send_calls) == 1  # paused: no retry burnt on the limit
+    entry = await world.outbox_entry(first.id)
+    assert (entry.attempts, entry.throttled) == (0, True)
+    assert entry.next_attempt_at == start + timedelta(seconds=120)
+    await world.clock.advance(10)
+    assert [s.message.text for s in world.fake.sent] == ["one", "two"]
+    assert (await world.outbox_entry(first.id)).attempts == 1
+    attempts = await world.attempts(first.id)
+    assert [a.ok for a in attempts] == [False, True]
+    assert attempts[0].error is not None and attempts[0].error.startswith("rate_limited")
+    assert (await world.message(second.id)).status is MessageStatus.SENT
+
+
+async def test_a_session_that_is_not_connected_holds_its_queue(world: World) -> None:
+    session = await world.connected_session()
+    await world.stop(SessionCommand(session_id=session.id))
+    world.outbox_worker.start()
+    result = await send(world, session)
+    await world.clock.advance(600)
+    assert world.fake.send_calls == []
+    assert (await world.message(result.id)).status is MessageStatus.QUEUED
+    assert (await world.outbox_entry(result.id)).attempts == 0
+    await world.initialize(InitializeCommand(session_id=session.id))  # reconnects, no QR
+    world.outbox_worker.wake_up()
+    await settle()
+    assert [s.message.text for s in world.fake.sent] == ["hi"]
+    assert (await world.message(result.id)).status is MessageStatus.SENT
+
+
+async def test_a_temporary_ban_pauses_the_queue_until_it_expires(world: World) -> None:
+    session = await world.connected_session()
+    expires = world.clock.now() + timedelta(hours=1)
+    await world.fake.ban(session.id, expires)
+    result = await send(world, session)
+    report = await world.deliver(DeliverCommand())
+    assert report.next_due_at == expires
+    assert world.fake.send_calls == []
+    entry = await world.outbox_entry(result.id)
+    assert (entry.state, entry.attempts) == (OutboxState.PENDING, 0)
+    assert (await world.message(result.id)).status is MessageStatus.QUEUED
+
+
+async def test_a_connection_lost_mid_send_holds_without_spending_attempts(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.connection(session.id).closed = True  # the engine raises SessionNotConnected
+    result = await send(world, session)
+    report = await world.deliver(DeliverCommand())
+    assert report.sent == 0 and report.next_due_at is not None
+    entry = await world.outbox_entry(result.id)
+    assert (entry.state, entry.attempts) == (OutboxState.PENDING, 0)
+    [attempt] = await world.attempts(result.id)
+    assert attempt.error is not None and attempt.error.startswith("session_not_connected")
+
+
+async def test_the_worker_is_woken_by_a_send_not_by_polling(world: World) -> None:
+    session = await world.connected_session()
+    world.outbox_worker.start()
+    await settle()
+    assert world.clock.sleepers == 0  # idle on an empty outbox: no timer at all
+    await send(world, session)
+    assert len(world.fake.sent) == 1  # no clock movement needed
+    await world.outbox_worker.stop()
+    assert not world.outbox_worker.running
+    await send(world, session, "after stop")
+    assert len(world.fake.sent) == 1
+
+
+async def test_media_goes_out_with_its_bytes_and_a_reaction_marks_its_target(
+    world: World,
+) -> None:
+    session = await world.connected_session()
+    world.outbox_worker.start()
+    image = b"\xff\xd8\xff" + b"i" * 300
+    photo = await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=MessageKind.IMAGE,
+            media=OutgoingMedia(data=image, mime="image/jpeg", caption="see"),
+        )
+    )
+    await world.clock.advance(5)
+    [out] = world.fake.sent
+    assert (out.message.media_data, out.message.text) == (image, "see")
+    await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=MessageKind.REACTION,
+            reaction=ReactionSpec(message_id=photo.id, emoji="❤️"),
+        )
+    )
+    await world.clock.advance(5)
+    reaction = world.fake.sent[1].message
+    assert (reaction.kind, reaction.target_wa_id) == (MessageKind.REACTION, out.result.wa_id)
+    assert (await world.message(photo.id)).reactions == {str(session.jid): "❤️"}
+
+
+async def test_missing_media_bytes_fail_the_message(world: World) -> None:
+    session = await world.connected_session()
+    result = await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=MessageKind.DOCUMENT,
+            media=OutgoingMedia(data=b"%PDF", mime="application/pdf"),
+        )
+    )
+    world.media.blobs.clear()
+    await world.deliver(DeliverCommand())
+    assert world.fake.send_calls == []
+    assert (await world.message(result.id)).status is MessageStatus.FAILED
+
+
+async def test_human_like_sending_reads_types_then_sends() -> None:
+    typing = HumanTyping(enabled=True, per_char=0.1, minimum=1.0, maximum=8.0)
+    world = World(outbox_settings=OutboxSettings(typing=typing))
+    session = await world.connected_session()
+    now = world.clock.now()
+    async with world.uow() as uow:  # the contact wrote first
+        conversation, _ = await conversation_for(uow, session, TO_JID, now)
+        inbound = Message(
+            organization_id=session.organization_id,
+            session_id=session.id,
+            conversation_id=conversation.id,
+            wa_id="3EB0INBOUND",
+            chat=TO_JID,
+            sender=TO_JID,
+            direction=Direction.IN,
+            kind=MessageKind.TEXT,
+            text="hello?",
+            timestamp=now,
+            status=MessageStatus.RECEIVED,
+            created_at=now,
+        )
+        conversation.register_message(inbound, now)
+        await uow.messages.save(inbound)
+        await uow.conversations.save(conversation)
+        await uow.commit()
+    world.outbox_worker.start()
+    await send(world, session, "x" * 50)  # about 5 s of typing
+    connection = world.fake.connection(session.id)
+    assert connection.read_marks == [(TO_JID, ["3EB0INBOUND"])]
+    assert connection.typing == [(TO_JID, TypingState.COMPOSING)]
+    assert world.fake.sent == []
+    await world.clock.advance(10)
+    [sent] = world.fake.sent
+    assert 4.0 <= (sent.at - now).total_seconds() <= 6.0
+    await world.outbox_worker.stop()
+
+
+async def test_an_outbox_pass_reports_what_it_did(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.send_errors = [InvalidMessage("bad")]
+    await send(world, session, "a")
+    await send(world, session, "b")
+    report = await world.deliver(DeliverCommand())
+    assert (report.sent, report.failed) == (0, 1)
+    # "b" now waits for the small pacing gap after the refused attempt.
+    assert report.next_due_at is not None and report.next_due_at > world.clock.now()
+    await world.clock.advance(2)
+    report = await world.deliver(DeliverCommand(session_id=session.id))
+    assert (report.sent, report.next_due_at) == (1, None)
+
+
+async def test_a_failing_pass_is_logged_and_tried_again_later(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = await world.connected_session()
+    passes: list[str] = []
+
+    class BrokenOnce(DeliverOutbox):
+        async def __call__(self, command: DeliverCommand) -> DeliveryReport:
+            passes.append("pass")
+            if len(passes) == 1:
+                raise RuntimeError("database went away")
+            return await super().__call__(command)
+
+    d = world.deliver
+    broken = BrokenOnce(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
+    worker = OutboxWorker(broken, world.clock, world.wake, error_pause=5.0)
+    await world.send(
+        SendMessageCommand(session_id=session.id, to=TO, kind=MessageKind.TEXT, text="hi")
+    )
+    worker.start()
+    await settle()
+    assert passes == ["pass"] and world.fake.sent == []
+    assert "an outbox pass failed" in caplog.text
+    await world.clock.advance(5)
+    assert len(passes) == 2 and len(world.fake.sent) == 1
+    await worker.stop()

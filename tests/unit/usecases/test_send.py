@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from whatsgate.domain.errors import (
+    InvalidJid,
+    InvalidMessage,
+    InvalidPhoneNumber,
+    MediaTooLarge,
+    MessageNotFound,
+    SessionNotConnected,
+    SessionNotFound,
+    WhatsgateError,
+)
+from whatsgate.domain.jid import Jid
+from whatsgate.domain.message import ContactCard, Location, MessageKind, MessageStatus
+from whatsgate.domain.outbox import OutboxState
+from whatsgate.domain.sending import MB
+from whatsgate.testing import settle
+from whatsgate.usecases.outbox import DeliverCommand
+from whatsgate.usecases.send import (
+    CheckNumbersCommand,
+    OutgoingMedia,
+    ReactionSpec,
+    SendMessageCommand,
+)
+from whatsgate.usecases.sessions import SessionCommand
+
+from .harness import World
+
+K = MessageKind
+TO = "+55 (66) 99999-0001"
+TO_JID = Jid.parse("5566999990001@s.whatsapp.net")
+JPEG = b"\xff\xd8\xff\xe0" + b"x" * 1000
+ANIMATED_WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x02" + b"\x00" * 10
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def text(session_id: str, body: str = "Olá!", **kwargs: Any) -> SendMessageCommand:
+    return SendMessageCommand(session_id=session_id, to=TO, kind=K.TEXT, text=body, **kwargs)
+
+
+async def test_a_text_is_stored_queued_with_its_outbox_entry_and_published(world: World) -> None:
+    session = await world.connected_session()
+    result = await world.send(text(session.id))
+    assert (result.status, result.throttled) == (MessageStatus.QUEUED, False)
+    message = await world.message(result.id)
+    assert (message.chat, message.sender, message.text) == (TO_JID, session.jid, "Olá!")
+    assert message.wa_id is None and not message.is_inbound
+    entry = await world.outbox_entry(result.id)
+    assert (entry.state, entry.attempts, entry.next_attempt_at) == (
+        OutboxState.PENDING,
+        0,
+        world.clock.now(),
+    )
+    [new] = world.events("message.new")
+    assert (new.data["id"], new.data["status"], new.data["chat"]) == (
+        result.id,
+        "queued",
+        str(TO_JID),
+    )
+    [conversation] = world.store.conversations.values()
+    assert (conversation.chat, conversation.last_message_preview) == (TO_JID, "Olá!")
+    assert world.events("conversation.updated")[-1].data["id"] == conversation.id
+    [contact] = world.store.contacts.values()
+    assert contact.jid == TO_JID
+    assert world.wake.is_set()  # the outbox worker is told at once
+    assert world.fake.sent == []  # sending is the worker's job
+
+
+async def test_a_second_message_to_the_same_chat_joins_its_conversation(world: World) -> None:
+    session = await world.connected_session()
+    first = await world.send(text(session.id, "one"))
+    second = await world.send(
+        SendMessageCommand(session_id=session.id, to=str(TO_JID), kind=K.TEXT, text="two")
+    )
+    assert (await world.message(first.id)).conversation_id == (
+        await world.message(second.id)
+    ).conversation_id
+    assert len(world.store.conversations) == 1 and len(world.store.contacts) == 1
+
+
+async def test_media_bytes_go_to_the_media_store(world: World) -> None:
+    session = await world.connected_session()
+    voice = b"OggS" + b"v" * 5000
+    result = await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=K.VOICE,
+            media=OutgoingMedia(data=voice, mime="audio/ogg; codecs=opus"),
+        )
+    )
+    media = (await world.message(result.id)).media
+    assert media is not None and media.storage_key is not None
+    assert (media.mime, media.size) == ("audio/ogg; codecs=opus", len(voice))
+    assert media.sha256 == hashlib.sha256(voice).hexdigest()
+    assert world.media.blobs[media.storage_key] == voice
+
+
+async def test_an_image_caption_is_the_message_text(world: World) -> None:
+    session = await world.connected_session()
+    result = await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to="120363025246125486@g.us",
+            kind=K.IMAGE,
+            media=OutgoingMedia(data=JPEG, mime="image/jpeg", file_name="a.jpg", caption="look"),
+        )
+    )
+    message = await world.message(result.id)
+    assert message.text == "look" and message.chat.is_group
+    assert message.media is not None and message.media.file_name == "a.jpg"
+    assert world.store.contacts == {}  # a group is not a contact
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"text": ""}, InvalidMessage),
+        ({"text": "x" * 65_537}, InvalidMessage),
+        ({"to": "not a number"}, InvalidPhoneNumber),
+        ({"to": "status@broadcast"}, InvalidJid),
+        ({"kind": K.POLL}, InvalidMessage),
+        ({"location": Location(latitude=1, longitude=2)}, InvalidMessage),
+        ({"kind": K.IMAGE, "text": None}, InvalidMessage),
+        (
+            {"kind": K.IMAGE, "text": None, "media": OutgoingMedia(data=JPEG, mime="video/mp4")},
+            InvalidMessage,
+        ),
+        (
+            {
+                "kind": K.VIDEO,
+                "text": None,
+                "media": OutgoingMedia(data=b"v" * (16 * MB + 1), mime="video/mp4"),
+            },
+            MediaTooLarge,
+        ),
+        (
+            {"kind": K.STICKER, "text": None, "media": OutgoingMedia(data=b"", mime="image/webp")},
+            InvalidMessage,
+        ),
+        (
+            {
+                "kind": K.STICKER,
+                "text": None,
+                "media": OutgoingMedia(data=b"RIFF" + b"s" * 120_000, mime="image/webp"),
+            },
+            MediaTooLarge,
+        ),
+        (
+            {
+                "kind": K.AUDIO,
+                "text": None,
+                "media": OutgoingMedia(data=b"a", mime="audio/mpeg", caption="no"),
+            },
+            InvalidMessage,
+        ),
+        (
+            {"kind": K.DOCUMENT, "text": None, "media": OutgoingMedia(data=b"d", mime="nonsense")},
+            InvalidMessage,
+        ),
+        ({"kind": K.LOCATION, "text": None}, InvalidMessage),
+        (
+            {"kind": K.CONTACT, "text": None, "contact": ContactCard(display_name="A", vcard="")},
+            InvalidMessage,
+        ),
+        ({"reply_to": "no-such-message"}, MessageNotFound),
+    ],
+)
+async def test_invalid_sends_are_refused_and_nothing_is_stored(
+    world: World, changes: dict[str, Any], error: type[WhatsgateError]
+) -> None:
+    session = await world.connected_session()
+    fields: dict[str, Any] = {"session_id": session.id, "to": TO, "kind": K.TEXT, "text": "hi"}
+    fields.update(changes)
+    with pytest.raises(error):
+        await world.send(SendMessageCommand(**fields))
+    assert world.store.messages == {} and world.store.outbox == {}
+    assert world.media.blobs == {}
+    assert world.events("message.new") == []
+
+
+async def test_kinds_within_whatsapps_limits_are_accepted(world: World) -> None:
+    session = await world.connected_session()
+    sends = [
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=K.STICKER,
+            media=OutgoingMedia(data=ANIMATED_WEBP + b"\x00" * 400_000, mime="image/webp"),
+        ),
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=K.DOCUMENT,
+            media=OutgoingMedia(data=b"%PDF" * 10, mime="application/pdf", file_name="a.pdf"),
+        ),
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=K.LOCATION,
+            location=Location(latitude=-15.6, longitude=-56.1, name="Cuiabá"),
+        ),
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=K.CONTACT,
+            contact=ContactCard(display_name="Ana", vcard="BEGIN:VCARD\nFN:Ana\nEND:VCARD"),
+        ),
+        text(session.id, "x" * 65_536),
+    ]
+    kinds = [(await world.send(command)).message.kind for command in sends]
+    assert kinds == [K.STICKER, K.DOCUMENT, K.LOCATION, K.CONTACT, K.TEXT]
+    assert len(world.store.outbox) == 5
+
+
+async def test_replies_and_reactions_point_at_a_sent_message(world: World) -> None:
+    session = await world.connected_session()
+    first = await world.send(text(session.id, "first"))
+    with pytest.raises(InvalidMessage):  # not sent yet: WhatsApp cannot quote it
+        await world.send(text(session.id, "re", reply_to=first.id))
+    await world.deliver(DeliverCommand())
+    wa_id = (await world.message(first.id)).wa_id
+    assert wa_id is not None
+    reply = await world.send(text(session.id, "re", reply_to=first.id))
+    by_wa_id = await world.send(text(session.id, "re2", reply_to=wa_id))
+    assert (await world.message(reply.id)).quoted_wa_id == wa_id
+    assert (await world.message(by_wa_id.id)).quoted_wa_id == wa_id
+    preview = next(iter(world.store.conversations.values())).last_message_preview
+    reaction = await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=TO,
+            kind=K.REACTION,
+            reaction=ReactionSpec(message_id=first.id, emoji="👍"),
+        )
+    )
+    stored = await world.message(reaction.id)
+    assert (stored.kind, stored.text, stored.target_wa_id) == (K.REACTION, "👍", wa_id)
+    # A reaction is not the conversation's last message.
+    assert next(iter(world.store.conversations.values())).last_message_preview == preview
+
+
+async def test_the_session_must_exist_and_be_paired_but_need_not_be_connected(
+    world: World,
+) -> None:
+    with pytest.raises(SessionNotFound):
+        await world.send(text("no-such-session"))
+    unpaired = await world.new_session()
+    with pytest.raises(SessionNotConnected):
+        await world.send(text(unpaired.id))
+    session = await world.connected_session()
+    await world.stop(SessionCommand(session_id=session.id))
+    result = await world.send(text(session.id))
+    assert result.status is MessageStatus.QUEUED
+
+
+async def test_past_the_pacing_budget_a_send_says_it_is_throttled(world: World) -> None:
+    session = await world.connected_session()
+    results = [await world.send(text(session.id, f"m{i}")) for i in range(31)]
+    assert [r.throttled for r in results] == [False] * 30 + [True]
+    assert (await world.outbox_entry(results[-1].id)).throttled
+
+
+# -- check numbers --------------------------------------------------------------------------
+
+
+async def test_check_numbers_answers_each_number_in_order(world: World) -> None:
+    session = await world.connected_session()
+    world.fake.known_numbers = {"5566999990001", "5511988887777"}
+    numbers = ("+55 66 99999-0001", "garbage", "5511988887777", "5566999990001", "5521912345678")
+    checks = await world.check_numbers(CheckNumbersCommand(session_id=session.id, numbers=numbers))
+    assert [(c.number, c.exists, c.jid) for c in checks] == [
+        ("+55 66 99999-0001", True, Jid.phone("5566999990001")),
+        ("garbage", False, None),
+        ("5511988887777", True, Jid.phone("5511988887777")),
+        ("5566999990001", True, Jid.phone("5566999990001")),
+        ("5521912345678", False, None),
+    ]
+    asked = [n for batch, _ in world.fake.connection(session.id).number_checks for n in batch]
+    assert sorted(asked) == ["5511988887777", "5521912345678", "5566999990001"]
+
+
+async def test_bulk_checks_go_in_small_batches_with_pauses(world: World) -> None:
+    world.check_settings = type(world.check_settings)(batch_size=2, gap_min=1.0, gap_max=3.0)
+    world.build()
+    session = await world.connected_session()
+    numbers = tuple(f"55669999900{i:02d}" for i in range(7))
+    first = asyncio.create_task(
+        world.check_numbers(CheckNumbersCommand(session_id=session.id, numbers=numbers))
+    )
+    # A second call of the same session waits its turn behind the first one.
+    second = asyncio.create_task(
+        world.check_numbers(CheckNumbersCommand(session_id=session.id, numbers=numbers[:1]))
+    )
+    await settle()
+    requests = world.fake.connection(session.id).number_checks
+    assert len(requests) == 1  # the first batch goes at once, the rest wait
+    await world.clock.advance(60)
+    assert len(await first) == 7 and len(await second) == 1
+    assert [len(batch) for batch, _ in requests] == [2, 2, 2, 1, 1]
+    gaps = [(b[1] - a[1]).total_seconds() for a, b in pairwise(requests)]
+    assert all(1.0 <= g <= 3.0 for g in gaps)
+    assert len(set(gaps)) > 1
+
+
+async def test_checking_numbers_needs_a_connected_session(world: World) -> None:
+    session = await world.new_session()
+    with pytest.raises(SessionNotConnected):
+        await world.check_numbers(CheckNumbersCommand(session_id=session.id, numbers=("1",)))
