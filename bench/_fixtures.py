@@ -81,7 +81,7 @@ def spawn(module: str, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
     """``python -m <module> args`` with this tree's ``src`` and ``bench`` importable."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        [*filter(None, [env.get("PYTHONPATH")]), str(ROOT / "src"), str(ROOT)]
     )
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, **popen)
 
