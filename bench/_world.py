@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ class World:
     def __init__(self, uow: Any, data_dir: Path, *, pacing: bool = True) -> None:
         from whatsgate.adapters.clock import SystemClock
         from whatsgate.adapters.memory.media import MemoryMediaStore
-        from whatsgate.adapters.sandbox import SandboxEngine, SandboxSettings
+        from whatsgate.adapters.sandbox import SandboxSettings
         from whatsgate.domain.pacing import PacingPolicy, SendPacer
         from whatsgate.ports.engine import IncomingMessage
         from whatsgate.usecases.connections import SessionConnections
@@ -54,7 +55,7 @@ class World:
         self.uow = uow
         self.clock = SystemClock()
         # Receipts far off: the benchmarks measure sends, not the phone's answers.
-        self.engine = SandboxEngine(
+        self.engine = timed_sandbox(
             self.clock, data_dir, SandboxSettings(delivered_after=3600, read_after=3600)
         )
         self.connections = SessionConnections(self.engine, self.clock)
@@ -83,6 +84,58 @@ class World:
             random.Random(13),
         )
         self.outbox_worker = OutboxWorker(self.deliver, self.clock, self.wake)
+
+    async def wait_connected(self, count: int, limit_s: float = 120.0) -> None:
+        """Until ``count`` sessions are ``connected`` in the store."""
+        from whatsgate.domain.session import SessionStatus
+
+        deadline = time.monotonic() + limit_s
+        while True:
+            async with self.uow() as unit:
+                counts = await unit.sessions.count_by_status()
+            if counts.get(str(SessionStatus.CONNECTED), 0) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not all {count} sessions connected: {counts}")
+            await asyncio.sleep(0.01)
+
+
+def _timed_sandbox() -> type:
+    from whatsgate.adapters.sandbox import SandboxEngine
+
+    class Timed(SandboxEngine):
+        """The sandbox engine, noting when each send starts (``time.monotonic_ns()``, by the
+        text sent): the end of the outbox path as the engine sees it."""
+
+        send_started: dict[str, int]
+
+        async def open(self, ref: Any, listener: Any) -> Any:
+            connection = await super().open(ref, listener)
+            return _TimedConnection(connection, self)
+
+    return Timed
+
+
+class _TimedConnection:
+    def __init__(self, inner: Any, engine: Any) -> None:
+        self._inner = inner
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def send(self, message: Any) -> Any:
+        started = getattr(self._engine, "send_started", None)
+        if started is None:
+            started = self._engine.send_started = {}
+        started[message.text or ""] = time.monotonic_ns()
+        return await self._inner.send(message)
+
+
+def timed_sandbox(*args: Any, **kwargs: Any) -> Any:
+    engine = _timed_sandbox()(*args, **kwargs)
+    engine.send_started = {}
+    return engine
 
 
 def unpaced() -> Any:
