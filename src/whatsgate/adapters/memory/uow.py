@@ -55,6 +55,8 @@ class MemoryStore:
     attempts: dict[str, SendAttempt] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
+    #: The last event id handed out; ids are never reused, even once their events are gone.
+    last_event_id: int = 0
     commits: int = 0
 
 
@@ -176,6 +178,7 @@ class _Sessions(SessionRepository):
         _delete_where(tables.conversations, session_id)
         _delete_where(tables.messages, session_id)
         _delete_where(tables.outbox, session_id)
+        _delete_where(tables.attempts, session_id)
         self.uow.deleted_sessions.add(session_id)
 
 
@@ -352,7 +355,7 @@ class _Outbox(OutboxRepository):
         self.t.put(entry.id, entry)
 
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
-        return next((e for e in self.t.values() if e.message_id == message_id), None)
+        return self.t.first(lambda e: e.message_id == message_id)
 
     async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
         found = [
@@ -492,7 +495,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.tables.apply()
         if self.deleted_sessions:
             store.events[:] = [e for e in store.events if e.session_id not in self.deleted_sessions]
-        next_id = store.events[-1].id + 1 if store.events else 1
+        next_id = store.last_event_id + 1
         wrote_events = bool(self.events.staged)
         for offset, event in enumerate(self.events.staged):
             store.events.append(
@@ -506,6 +509,7 @@ class MemoryUnitOfWork(UnitOfWork):
                     assignee_id=event.assignee_id,
                 )
             )
+        store.last_event_id += len(self.events.staged)
         store.cursors.update(self.events.staged_cursors)
         store.commits += 1
         self._reset()
@@ -517,8 +521,11 @@ class MemoryUnitOfWork(UnitOfWork):
 
 
 class _HasSession(Protocol):
-    id: str
-    session_id: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def session_id(self) -> str: ...
 
 
 S = TypeVar("S", bound=_HasSession)

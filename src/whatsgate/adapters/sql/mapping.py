@@ -1,0 +1,383 @@
+"""Rows ↔ entities, by hand: the domain classes know nothing of the tables.
+
+``*_row`` functions give the dict of column values an INSERT takes; ``to_*`` functions build
+a fresh entity from a row, so every read hands the caller its own copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, RowMapping
+
+from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
+from whatsgate.domain.events import StoredEvent
+from whatsgate.domain.message import (
+    ContactCard,
+    Direction,
+    Location,
+    Media,
+    Message,
+    MessageKind,
+    MessageStatus,
+    Poll,
+)
+from whatsgate.domain.organization import Organization, Role, User
+from whatsgate.domain.outbox import OutboxEntry, OutboxState, SendAttempt
+from whatsgate.domain.session import Session, SessionStatus
+
+Values = dict[str, Any]
+
+
+def _m(row: Row[Any]) -> RowMapping:
+    return row._mapping
+
+
+def organization_row(o: Organization) -> Values:
+    return {"id": o.id, "name": o.name, "created_at": o.created_at}
+
+
+def to_organization(row: Row[Any]) -> Organization:
+    r = _m(row)
+    return Organization(id=r["id"], name=r["name"], created_at=r["created_at"])
+
+
+def user_row(u: User) -> Values:
+    return {
+        "id": u.id,
+        "organization_id": u.organization_id,
+        "name": u.name,
+        "email": u.email,
+        "role": str(u.role),
+        "created_at": u.created_at,
+    }
+
+
+def to_user(row: Row[Any]) -> User:
+    r = _m(row)
+    return User(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        name=r["name"],
+        email=r["email"],
+        role=Role(r["role"]),
+        created_at=r["created_at"],
+    )
+
+
+def session_row(s: Session) -> Values:
+    return {
+        "id": s.id,
+        "organization_id": s.organization_id,
+        "owner_id": s.owner_id,
+        "name": s.name,
+        "created_at": s.created_at,
+        "status": str(s.status),
+        "status_reason": s.status_reason,
+        "status_changed_at": s.status_changed_at,
+        "jid": s.jid,
+        "lid": s.lid,
+        "push_name": s.push_name,
+        "qr": s.qr,
+        "qr_expires_at": s.qr_expires_at,
+        "awaiting_scan_since": s.awaiting_scan_since,
+        "paired_at": s.paired_at,
+        "last_connected_at": s.last_connected_at,
+        "banned_until": s.banned_until,
+        "desired_running": s.desired_running,
+        "shared_with": sorted(s.shared_with),
+    }
+
+
+def to_session(row: Row[Any]) -> Session:
+    r = _m(row)
+    return Session(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        owner_id=r["owner_id"],
+        name=r["name"],
+        created_at=r["created_at"],
+        status=SessionStatus(r["status"]),
+        status_reason=r["status_reason"],
+        status_changed_at=r["status_changed_at"],
+        jid=r["jid"],
+        lid=r["lid"],
+        push_name=r["push_name"],
+        qr=r["qr"],
+        qr_expires_at=r["qr_expires_at"],
+        awaiting_scan_since=r["awaiting_scan_since"],
+        paired_at=r["paired_at"],
+        last_connected_at=r["last_connected_at"],
+        banned_until=r["banned_until"],
+        desired_running=r["desired_running"],
+        shared_with=frozenset(r["shared_with"]),
+    )
+
+
+def contact_row(c: Contact) -> Values:
+    return {
+        "id": c.id,
+        "organization_id": c.organization_id,
+        "session_id": c.session_id,
+        "jid": c.jid,
+        "lid": c.lid,
+        "name": c.name,
+        "push_name": c.push_name,
+        "business_name": c.business_name,
+        "is_business": c.is_business,
+        "external_ref": c.external_ref,
+        "metadata": dict(c.metadata),
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+
+
+def to_contact(row: Row[Any]) -> Contact:
+    r = _m(row)
+    return Contact(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        jid=r["jid"],
+        lid=r["lid"],
+        name=r["name"],
+        push_name=r["push_name"],
+        business_name=r["business_name"],
+        is_business=r["is_business"],
+        external_ref=r["external_ref"],
+        metadata=dict(r["metadata"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def conversation_row(c: Conversation) -> Values:
+    return {
+        "id": c.id,
+        "organization_id": c.organization_id,
+        "session_id": c.session_id,
+        "chat": c.chat,
+        "name": c.name,
+        "status": str(c.status),
+        "assignee_id": c.assignee_id,
+        "unread_count": c.unread_count,
+        "last_message_at": c.last_message_at,
+        "last_message_preview": c.last_message_preview,
+        "last_message_id": c.last_message_id,
+        "external_ref": c.external_ref,
+        "metadata": dict(c.metadata),
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "activity_at": c.last_message_at or c.created_at,
+    }
+
+
+def to_conversation(row: Row[Any]) -> Conversation:
+    r = _m(row)
+    return Conversation(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        chat=r["chat"],
+        name=r["name"],
+        status=ConversationStatus(r["status"]),
+        assignee_id=r["assignee_id"],
+        unread_count=r["unread_count"],
+        last_message_at=r["last_message_at"],
+        last_message_preview=r["last_message_preview"],
+        last_message_id=r["last_message_id"],
+        external_ref=r["external_ref"],
+        metadata=dict(r["metadata"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def _media(media: Media | None) -> Values | None:
+    if media is None:
+        return None
+    return {
+        "mime": media.mime,
+        "size": media.size,
+        "sha256": media.sha256,
+        "file_name": media.file_name,
+        "storage_key": media.storage_key,
+        "engine_ref": media.engine_ref,
+        "width": media.width,
+        "height": media.height,
+        "duration_seconds": media.duration_seconds,
+    }
+
+
+def message_row(m: Message) -> Values:
+    return {
+        "id": m.id,
+        "organization_id": m.organization_id,
+        "session_id": m.session_id,
+        "conversation_id": m.conversation_id,
+        "wa_id": m.wa_id,
+        "chat": m.chat,
+        "sender": m.sender,
+        "sender_alt": m.sender_alt,
+        "push_name": m.push_name,
+        "direction": str(m.direction),
+        "kind": str(m.kind),
+        "text": m.text,
+        "media": _media(m.media),
+        "location": (
+            {
+                "latitude": m.location.latitude,
+                "longitude": m.location.longitude,
+                "name": m.location.name,
+                "address": m.location.address,
+            }
+            if m.location
+            else None
+        ),
+        "contact": (
+            {"display_name": m.contact.display_name, "vcard": m.contact.vcard}
+            if m.contact
+            else None
+        ),
+        "poll": (
+            {
+                "question": m.poll.question,
+                "options": list(m.poll.options),
+                "selectable_count": m.poll.selectable_count,
+            }
+            if m.poll
+            else None
+        ),
+        "quoted_wa_id": m.quoted_wa_id,
+        "target_wa_id": m.target_wa_id,
+        "unsupported_type": m.unsupported_type,
+        "reactions": dict(m.reactions),
+        "edited_at": m.edited_at,
+        "revoked_at": m.revoked_at,
+        "timestamp": m.timestamp,
+        "status": str(m.status),
+        "status_error": m.status_error,
+        "created_at": m.created_at,
+    }
+
+
+def to_message(row: Row[Any]) -> Message:
+    r = _m(row)
+    poll = r["poll"]
+    return Message(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        conversation_id=r["conversation_id"],
+        wa_id=r["wa_id"],
+        chat=r["chat"],
+        sender=r["sender"],
+        sender_alt=r["sender_alt"],
+        push_name=r["push_name"],
+        direction=Direction(r["direction"]),
+        kind=MessageKind(r["kind"]),
+        text=r["text"],
+        media=Media(**r["media"]) if r["media"] else None,
+        location=Location(**r["location"]) if r["location"] else None,
+        contact=ContactCard(**r["contact"]) if r["contact"] else None,
+        poll=(
+            Poll(
+                question=poll["question"],
+                options=tuple(poll["options"]),
+                selectable_count=poll["selectable_count"],
+            )
+            if poll
+            else None
+        ),
+        quoted_wa_id=r["quoted_wa_id"],
+        target_wa_id=r["target_wa_id"],
+        unsupported_type=r["unsupported_type"],
+        reactions=dict(r["reactions"]),
+        edited_at=r["edited_at"],
+        revoked_at=r["revoked_at"],
+        timestamp=r["timestamp"],
+        status=MessageStatus(r["status"]),
+        status_error=r["status_error"],
+        created_at=r["created_at"],
+    )
+
+
+def outbox_row(e: OutboxEntry) -> Values:
+    return {
+        "id": e.id,
+        "organization_id": e.organization_id,
+        "session_id": e.session_id,
+        "message_id": e.message_id,
+        "state": str(e.state),
+        "attempts": e.attempts,
+        "next_attempt_at": e.next_attempt_at,
+        "last_error": e.last_error,
+        "throttled": e.throttled,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+    }
+
+
+def to_outbox(row: Row[Any]) -> OutboxEntry:
+    r = _m(row)
+    return OutboxEntry(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        message_id=r["message_id"],
+        state=OutboxState(r["state"]),
+        attempts=r["attempts"],
+        next_attempt_at=r["next_attempt_at"],
+        last_error=r["last_error"],
+        throttled=r["throttled"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def attempt_row(a: SendAttempt) -> Values:
+    return {
+        "id": a.id,
+        "organization_id": a.organization_id,
+        "session_id": a.session_id,
+        "outbox_id": a.outbox_id,
+        "message_id": a.message_id,
+        "attempt": a.attempt,
+        "started_at": a.started_at,
+        "latency_ms": a.latency_ms,
+        "request_summary": a.request_summary,
+        "ok": a.ok,
+        "response": a.response,
+        "error": a.error,
+    }
+
+
+def to_attempt(row: Row[Any]) -> SendAttempt:
+    r = _m(row)
+    return SendAttempt(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        outbox_id=r["outbox_id"],
+        message_id=r["message_id"],
+        attempt=r["attempt"],
+        started_at=r["started_at"],
+        latency_ms=r["latency_ms"],
+        request_summary=r["request_summary"],
+        ok=r["ok"],
+        response=r["response"],
+        error=r["error"],
+    )
+
+
+def to_stored_event(row: Row[Any]) -> StoredEvent:
+    r = _m(row)
+    return StoredEvent(
+        id=r["id"],
+        name=r["name"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        occurred_at=r["occurred_at"],
+        data=dict(r["data"]),
+        assignee_id=r["assignee_id"],
+    )

@@ -1,0 +1,55 @@
+"""Column types that keep the domain's value types intact on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from whatsgate.domain.jid import Jid
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as
+    naive UTC text (which sorts correctly) and made aware again when read. A naive value
+    given to the database is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JidType(TypeDecorator[Jid]):
+    """A ``Jid`` stored as its text form, ``user@server``."""
+
+    impl = String(128)
+    cache_ok = True
+
+    def process_bind_param(self, value: Jid | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Jid | None:
+        if value is None:
+            return None
+        user, _, server = str(value).partition("@")
+        return Jid(user, server)

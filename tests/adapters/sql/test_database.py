@@ -1,0 +1,48 @@
+"""Engines: the SQLite pragmas, the default URL, the async drivers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import text
+
+from whatsgate.adapters.sql.database import (
+    BUSY_TIMEOUT_MS,
+    async_url,
+    create_engine_for,
+    sqlite_url,
+)
+
+
+async def test_sqlite_connections_get_wal_foreign_keys_busy_timeout_normal_sync(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine_for(sqlite_url(tmp_path / "data"))
+    try:
+        async with engine.connect() as connection:
+
+            async def pragma(name: str) -> object:
+                return (await connection.execute(text(f"PRAGMA {name}"))).scalar_one()
+
+            assert await pragma("journal_mode") == "wal"
+            assert await pragma("foreign_keys") == 1
+            assert await pragma("busy_timeout") == BUSY_TIMEOUT_MS
+            assert await pragma("synchronous") == 1  # NORMAL
+            folded = await connection.execute(text("SELECT wg_casefold('ÓTICA ß')"))
+            assert folded.scalar_one() == "ótica ss"
+    finally:
+        await engine.dispose()
+    assert (tmp_path / "data" / "whatsgate.db").exists()
+
+
+def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    assert sqlite_url(tmp_path) == f"sqlite+aiosqlite:///{tmp_path.resolve()}/whatsgate.db"
+
+
+def test_urls_get_the_async_drivers() -> None:
+    assert async_url("postgresql://u:p%40ss@db:5432/wg") == (
+        "postgresql+asyncpg://u:p%40ss@db:5432/wg"
+    )
+    assert async_url("postgres://db/wg") == "postgresql+asyncpg://db/wg"
+    assert async_url("postgresql+asyncpg://db/wg") == "postgresql+asyncpg://db/wg"
+    assert async_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
