@@ -126,18 +126,22 @@ async def seed_session(uow_factory: Any, name: str = "bench") -> str:
     return session.id
 
 
-def incoming(i: int, total: int, chats: int, *, text: str | None = None) -> Any:
-    """The i-th of ``total`` inbound text messages spread over ``chats`` direct chats."""
+def incoming(
+    i: int, total: int, chats: int, *, text: str | None = None, chat: int | None = None
+) -> Any:
+    """The i-th of ``total`` inbound text messages spread over ``chats`` direct chats (chat
+    ``i % chats`` unless ``chat`` says which)."""
     from whatsgate.domain.jid import Jid
     from whatsgate.domain.message import MessageKind
     from whatsgate.ports.engine import IncomingMessage
 
-    chat = Jid.parse(f"{phone(i % chats)}@s.whatsapp.net")
+    which = i % chats if chat is None else chat
+    jid = Jid.parse(f"{phone(which)}@s.whatsapp.net")
     return IncomingMessage(
         wa_id=f"3EB0{i:016X}",
-        chat=chat,
-        sender=chat,
-        push_name=f"Contact {i % chats}",
+        chat=jid,
+        sender=jid,
+        push_name=f"Contact {which}",
         timestamp=recent(i, total),
         kind=MessageKind.TEXT,
         text=text if text is not None else f"message number {i}: hello there, how are you?",
