@@ -23,6 +23,7 @@ from whatsgate.domain.message import Message
 from whatsgate.domain.organization import Organization, User
 from whatsgate.domain.outbox import OutboxEntry, SendAttempt
 from whatsgate.domain.session import Session
+from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 
 T = TypeVar("T")
 
@@ -168,6 +169,59 @@ class OutboxRepository(Protocol):
     async def attempts_for_message(self, message_id: str) -> list[SendAttempt]: ...
 
 
+class WebhookRepository(Protocol):
+    """Webhooks, their deliveries (one per webhook and event) and the attempt log."""
+
+    async def add(self, webhook: Webhook) -> None: ...
+
+    async def save(self, webhook: Webhook) -> None: ...
+
+    async def get(self, webhook_id: str) -> Webhook | None: ...
+
+    async def delete(self, webhook_id: str) -> None:
+        """Remove the webhook with its deliveries and their attempts."""
+        ...
+
+    async def for_organization(self, organization_id: str) -> list[Webhook]:
+        """The organization's webhooks (active or not), oldest first."""
+        ...
+
+    async def add_delivery(self, delivery: WebhookDelivery) -> bool:
+        """Insert unless a delivery of the same event to the same webhook exists (then
+        nothing changes and the answer is False): publishing an event twice is harmless."""
+        ...
+
+    async def save_delivery(self, delivery: WebhookDelivery) -> None: ...
+
+    async def get_delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+
+    async def deliveries(
+        self,
+        webhook_id: str,
+        *,
+        status: DeliveryStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[WebhookDelivery]:
+        """A webhook's deliveries, newest first."""
+        ...
+
+    async def due_deliveries(self, now: datetime, *, limit: int = 100) -> list[WebhookDelivery]:
+        """Pending deliveries whose time has come, oldest first (claimed with SKIP LOCKED
+        where the database can)."""
+        ...
+
+    async def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery is due; None when none is pending."""
+        ...
+
+    async def add_attempt(self, attempt: DeliveryAttempt) -> None: ...
+
+    async def attempts_for(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """A delivery's attempts, first to last."""
+        ...
+
+
 class EventLog(Protocol):
     def add(self, *events: DomainEvent) -> None:
         """Stage events; the commit writes them with the change that caused them."""
@@ -201,6 +255,7 @@ class UnitOfWork(Protocol):
     conversations: ConversationRepository
     messages: MessageRepository
     outbox: OutboxRepository
+    webhooks: WebhookRepository
     events: EventLog
 
     async def __aenter__(self) -> Self: ...

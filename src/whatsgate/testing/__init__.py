@@ -8,15 +8,18 @@ from whatsgate.adapters.memory import MemoryMediaStore, MemoryStore, MemoryUnitO
 from whatsgate.testing.clock import FakeClock, settle
 from whatsgate.testing.engine import FakeConnection, FakeEngine, Sent
 from whatsgate.testing.publisher import RecordingPublisher
+from whatsgate.testing.webhooks import FakeWebhookSender, SentRequest
 
 __all__ = [
     "FakeClock",
     "FakeConnection",
     "FakeEngine",
+    "FakeWebhookSender",
     "MemoryMediaStore",
     "MemoryStore",
     "MemoryUnitOfWork",
     "RecordingPublisher",
     "Sent",
+    "SentRequest",
     "settle",
 ]

@@ -129,17 +129,18 @@ class MessageIngestion:
     ) -> Conversation:
         """The conversation with ``chat`` (also found by the contact's ``lid``, and then
         readdressed to the phone number), created ``pending`` when new."""
-        for key in (chat, lid):
-            cached = self._conversations.get((session.id, key)) if key is not None else None
-            if cached is not None:
-                if cached.readdress(chat, self.now):
-                    self._dirty_conversations[cached.id] = cached
-                return self._remember(cached)
+        cached = self._conversations.get((session.id, chat))
+        if cached is not None:
+            return cached
         conversation, created = await conversation_for(self.uow, session, chat, self.now, name=name)
         if created and lid is not None:
-            by_lid = await self.uow.conversations.get_by_chat(session.id, lid)
+            # Known so far by the LID only: that conversation moves to the phone number.
+            by_lid = self._conversations.get((session.id, lid))
+            if by_lid is None:
+                by_lid = await self.uow.conversations.get_by_chat(session.id, lid)
             if by_lid is not None:
                 conversation, created = by_lid, False
+                self._conversations.pop((session.id, lid), None)
                 conversation.readdress(chat, self.now)
                 self._dirty_conversations[conversation.id] = conversation
         if created:

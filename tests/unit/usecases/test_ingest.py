@@ -18,7 +18,9 @@ from whatsgate.domain.message import (
     Poll,
 )
 from whatsgate.domain.session import Session
+from whatsgate.ports.engine import HistoryBatch
 from whatsgate.testing import MemoryUnitOfWork, settle
+from whatsgate.usecases.history import ImportHistoryCommand
 from whatsgate.usecases.ingest import (
     IncomingMessageCommand,
     IngestSettings,
@@ -258,6 +260,24 @@ async def test_a_chat_first_known_by_its_lid_moves_to_the_phone_number(
     assert (str(contact.jid), str(contact.lid)) == (ALICE, ALICE_LID)
     assert len(world.store.contacts) == 1
     assert str((await world.message_by_wa_id(session.id, "M2")).chat) == ALICE
+
+
+async def test_a_lid_chat_learning_its_phone_joins_an_existing_phone_conversation(
+    world: World, session: Session
+) -> None:
+    await world.receive(session.id, incoming("M1"))  # Alice, by her phone number
+    # In one unit of work: a message by her LID alone, then one that tells both apart.
+    batch = HistoryBatch(
+        messages=(
+            incoming("M2", chat=ALICE_LID, at=world.clock.now()),
+            incoming("M3", chat=ALICE_LID, chat_alt=Jid.parse(ALICE), at=world.clock.now()),
+        )
+    )
+    await world.import_history(ImportHistoryCommand(session_id=session.id, batch=batch))
+    phone_chats = [c for c in world.store.conversations.values() if str(c.chat) == ALICE]
+    assert len(phone_chats) == 1  # never a second conversation with the same chat
+    assert str((await world.message_by_wa_id(session.id, "M3")).chat) == ALICE
+    assert (await world.message_by_wa_id(session.id, "M3")).conversation_id == phone_chats[0].id
 
 
 async def test_a_closed_conversation_reopens_when_the_contact_writes(

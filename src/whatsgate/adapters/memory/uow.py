@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
 
 from whatsgate.domain.conversation import Contact, Conversation
+from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import DomainEvent, StoredEvent
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Message
@@ -22,6 +23,7 @@ from whatsgate.domain.organization import Organization, User
 from whatsgate.domain.outbox import OutboxEntry, OutboxState, SendAttempt
 from whatsgate.domain.pagination import decode_cursor, encode_cursor
 from whatsgate.domain.session import Session
+from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
     ContactRepository,
     ConversationQuery,
@@ -34,6 +36,7 @@ from whatsgate.ports.repositories import (
     SessionRepository,
     UnitOfWork,
     UserRepository,
+    WebhookRepository,
 )
 
 V = TypeVar("V")
@@ -53,6 +56,9 @@ class MemoryStore:
     messages: dict[str, Message] = field(default_factory=dict)
     outbox: dict[str, OutboxEntry] = field(default_factory=dict)
     attempts: dict[str, SendAttempt] = field(default_factory=dict)
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
+    deliveries: dict[str, WebhookDelivery] = field(default_factory=dict)
+    delivery_attempts: dict[str, DeliveryAttempt] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
     #: The last event id handed out; ids are never reused, even once their events are gone.
@@ -179,6 +185,8 @@ class _Sessions(SessionRepository):
         _delete_where(tables.messages, session_id)
         _delete_where(tables.outbox, session_id)
         _delete_where(tables.attempts, session_id)
+        for webhook_id in [w.id for w in tables.webhooks.raw() if w.session_id == session_id]:
+            self.uow.webhooks.drop(webhook_id)
         self.uow.deleted_sessions.add(session_id)
 
 
@@ -238,10 +246,16 @@ class _Conversations(ConversationRepository):
         return self.t.first(lambda c: c.session_id == session_id and c.chat == chat)
 
     async def save(self, conversation: Conversation) -> None:
-        self.t.put(conversation.id, conversation)
+        await self.save_many([conversation])
 
     async def save_many(self, conversations: Sequence[Conversation]) -> None:
         for conversation in conversations:
+            # One conversation per (session, chat), as the database's unique index enforces.
+            clash = await self.get_by_chat(conversation.session_id, conversation.chat)
+            if clash is not None and clash.id != conversation.id:
+                raise AlreadyExists(
+                    f"The session already has a conversation with {conversation.chat}."
+                )
             self.t.put(conversation.id, conversation)
 
     def _matches(self, c: Conversation, q: ConversationQuery) -> bool:
@@ -395,6 +409,100 @@ class _Outbox(OutboxRepository):
         return sorted(found, key=lambda a: (a.attempt, a.id))
 
 
+class _Webhooks(WebhookRepository):
+    def __init__(
+        self,
+        table: _Table[Webhook],
+        deliveries: _Table[WebhookDelivery],
+        attempts: _Table[DeliveryAttempt],
+    ) -> None:
+        self.t = table
+        self.d = deliveries
+        self.a = attempts
+
+    async def add(self, webhook: Webhook) -> None:
+        self.t.put(webhook.id, webhook)
+
+    async def save(self, webhook: Webhook) -> None:
+        self.t.put(webhook.id, webhook)
+
+    async def get(self, webhook_id: str) -> Webhook | None:
+        return self.t.get(webhook_id)
+
+    def drop(self, webhook_id: str) -> None:
+        self.t.delete(webhook_id)
+        gone = {d.id for d in self.d.raw() if d.webhook_id == webhook_id}
+        for delivery_id in gone:
+            self.d.delete(delivery_id)
+        for attempt_id in [a.id for a in self.a.raw() if a.delivery_id in gone]:
+            self.a.delete(attempt_id)
+
+    async def delete(self, webhook_id: str) -> None:
+        self.drop(webhook_id)
+
+    async def for_organization(self, organization_id: str) -> list[Webhook]:
+        found = self.t.where(lambda w: w.organization_id == organization_id)
+        return sorted(found, key=lambda w: w.id)
+
+    async def add_delivery(self, delivery: WebhookDelivery) -> bool:
+        if any(
+            d.webhook_id == delivery.webhook_id and d.event_id == delivery.event_id
+            for d in self.d.raw()
+        ):
+            return False
+        self.d.put(delivery.id, delivery)
+        return True
+
+    async def save_delivery(self, delivery: WebhookDelivery) -> None:
+        self.d.put(delivery.id, delivery)
+
+    async def get_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        return self.d.get(delivery_id)
+
+    async def deliveries(
+        self,
+        webhook_id: str,
+        *,
+        status: DeliveryStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[WebhookDelivery]:
+        found = self.d.where(lambda d: d.webhook_id == webhook_id and status in (None, d.status))
+        found.sort(key=lambda d: d.id, reverse=True)
+        if cursor:
+            _, before = decode_cursor(cursor)
+            found = [d for d in found if d.id < before]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page(page, encode_cursor(None, page[-1].id) if more and page else None)
+
+    async def due_deliveries(self, now: datetime, *, limit: int = 100) -> list[WebhookDelivery]:
+        found = self.d.where(
+            lambda d: (
+                d.status is DeliveryStatus.PENDING
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now
+            )
+        )
+        found.sort(key=lambda d: (d.next_attempt_at or now, d.id))
+        return found[:limit]
+
+    async def next_delivery_at(self) -> datetime | None:
+        pending = [
+            d.next_attempt_at
+            for d in self.d.raw()
+            if d.status is DeliveryStatus.PENDING and d.next_attempt_at is not None
+        ]
+        return min(pending, default=None)
+
+    async def add_attempt(self, attempt: DeliveryAttempt) -> None:
+        self.a.put(attempt.id, attempt)
+
+    async def attempts_for(self, delivery_id: str) -> list[DeliveryAttempt]:
+        found = self.a.where(lambda a: a.delivery_id == delivery_id)
+        return sorted(found, key=lambda a: (a.attempt, a.id))
+
+
 class _Events(EventLog):
     def __init__(self, uow: MemoryUnitOfWork) -> None:
         self.uow = uow
@@ -441,6 +549,9 @@ class _Tables:
     messages: _Table[Message]
     outbox: _Table[OutboxEntry]
     attempts: _Table[SendAttempt]
+    webhooks: _Table[Webhook]
+    deliveries: _Table[WebhookDelivery]
+    delivery_attempts: _Table[DeliveryAttempt]
 
     def apply(self) -> None:
         for table in vars(self).values():
@@ -467,6 +578,9 @@ class MemoryUnitOfWork(UnitOfWork):
             _Table(s.messages),
             _Table(s.outbox),
             _Table(s.attempts),
+            _Table(s.webhooks),
+            _Table(s.deliveries),
+            _Table(s.delivery_attempts),
         )
         self.deleted_sessions: set[str] = set()
         self.organizations = _Organizations(self.tables.organizations)
@@ -476,6 +590,9 @@ class MemoryUnitOfWork(UnitOfWork):
         self.conversations = _Conversations(self.tables.conversations, self.tables.contacts)
         self.messages = _Messages(self.tables.messages)
         self.outbox = _Outbox(self.tables.outbox, self.tables.attempts)
+        self.webhooks = _Webhooks(
+            self.tables.webhooks, self.tables.deliveries, self.tables.delivery_attempts
+        )
         self.events = _Events(self)
 
     async def __aenter__(self) -> Self:

@@ -25,6 +25,7 @@ from whatsgate.domain.message import (
 from whatsgate.domain.organization import Organization, Role, User
 from whatsgate.domain.outbox import OutboxEntry, OutboxState, SendAttempt
 from whatsgate.domain.session import Session, SessionStatus
+from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 
 Values = dict[str, Any]
 
@@ -380,4 +381,89 @@ def to_stored_event(row: Row[Any]) -> StoredEvent:
         occurred_at=r["occurred_at"],
         data=dict(r["data"]),
         assignee_id=r["assignee_id"],
+    )
+
+
+def webhook_row(w: Webhook) -> Values:
+    return {
+        "id": w.id,
+        "organization_id": w.organization_id,
+        "session_id": w.session_id,
+        "url": w.url,
+        "events": sorted(w.events),
+        "secrets": list(w.secrets),
+        "created_at": w.created_at,
+        "active": w.active,
+    }
+
+
+def to_webhook(row: Row[Any]) -> Webhook:
+    r = _m(row)
+    return Webhook(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        session_id=r["session_id"],
+        url=r["url"],
+        events=frozenset(r["events"]),
+        secrets=tuple(r["secrets"]),
+        active=r["active"],
+        created_at=r["created_at"],
+    )
+
+
+def delivery_row(d: WebhookDelivery) -> Values:
+    return {
+        "id": d.id,
+        "webhook_id": d.webhook_id,
+        "event_id": d.event_id,
+        "status": str(d.status),
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at,
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "delivered_at": d.delivered_at,
+    }
+
+
+def to_delivery(row: Row[Any]) -> WebhookDelivery:
+    r = _m(row)
+    return WebhookDelivery(
+        id=r["id"],
+        webhook_id=r["webhook_id"],
+        event_id=int(r["event_id"]),
+        status=DeliveryStatus(r["status"]),
+        attempts=r["attempts"],
+        next_attempt_at=r["next_attempt_at"],
+        last_status_code=r["last_status_code"],
+        last_error=r["last_error"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        delivered_at=r["delivered_at"],
+    )
+
+
+def webhook_attempt_row(a: DeliveryAttempt) -> Values:
+    return {
+        "id": a.id,
+        "delivery_id": a.delivery_id,
+        "attempt": a.attempt,
+        "at": a.at,
+        "status_code": a.status_code,
+        "error": a.error,
+        "latency_ms": a.latency_ms,
+    }
+
+
+def to_webhook_attempt(row: Row[Any]) -> DeliveryAttempt:
+    r = _m(row)
+    return DeliveryAttempt(
+        id=r["id"],
+        delivery_id=r["delivery_id"],
+        attempt=r["attempt"],
+        at=r["at"],
+        status_code=r["status_code"],
+        error=r["error"],
+        latency_ms=r["latency_ms"],
     )

@@ -41,6 +41,7 @@ from whatsgate.domain.organization import Organization, User
 from whatsgate.domain.outbox import OutboxEntry, OutboxState, SendAttempt
 from whatsgate.domain.pagination import decode_cursor, encode_cursor
 from whatsgate.domain.session import Session
+from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
     ContactRepository,
     ConversationQuery,
@@ -52,6 +53,7 @@ from whatsgate.ports.repositories import (
     Page,
     SessionRepository,
     UserRepository,
+    WebhookRepository,
 )
 
 if TYPE_CHECKING:
@@ -495,3 +497,90 @@ class SqlEventLog(_Repository, EventLog):
             index_elements=[self.cursors.c.consumer], set_={"event_id": stmt.excluded.event_id}
         )
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
+
+
+class SqlWebhooks(_Repository, WebhookRepository):
+    t = tables.webhooks
+    d = tables.webhook_deliveries
+    a = tables.webhook_attempts
+
+    async def add(self, webhook: Webhook) -> None:
+        await self._upsert(self.t, [mapping.webhook_row(webhook)])
+
+    async def save(self, webhook: Webhook) -> None:
+        await self._upsert(self.t, [mapping.webhook_row(webhook)])
+
+    async def get(self, webhook_id: str) -> Webhook | None:
+        row = await self._first(select(self.t).where(self.t.c.id == webhook_id))
+        return mapping.to_webhook(row) if row else None
+
+    async def delete(self, webhook_id: str) -> None:
+        # Children first: SQLite cascades only with foreign keys on; be explicit either way.
+        deliveries = select(self.d.c.id).where(self.d.c.webhook_id == webhook_id)
+        await self._execute(delete(self.a).where(self.a.c.delivery_id.in_(deliveries)))
+        await self._execute(delete(self.d).where(self.d.c.webhook_id == webhook_id))
+        await self._execute(delete(self.t).where(self.t.c.id == webhook_id))
+
+    async def for_organization(self, organization_id: str) -> list[Webhook]:
+        c = self.t.c
+        stmt = select(self.t).where(c.organization_id == organization_id).order_by(c.id)
+        return [mapping.to_webhook(r) for r in await self._all(stmt)]
+
+    async def add_delivery(self, delivery: WebhookDelivery) -> bool:
+        insert = self._insert(self.d).on_conflict_do_nothing(
+            index_elements=[self.d.c.webhook_id, self.d.c.event_id]
+        )
+        stmt = insert.values(**mapping.delivery_row(delivery)).returning(self.d.c.id)
+        return (await self._execute(stmt)).first() is not None
+
+    async def save_delivery(self, delivery: WebhookDelivery) -> None:
+        await self._upsert(self.d, [mapping.delivery_row(delivery)])
+
+    async def get_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        row = await self._first(select(self.d).where(self.d.c.id == delivery_id))
+        return mapping.to_delivery(row) if row else None
+
+    async def deliveries(
+        self,
+        webhook_id: str,
+        *,
+        status: DeliveryStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[WebhookDelivery]:
+        c = self.d.c
+        stmt = select(self.d).where(c.webhook_id == webhook_id)
+        if status is not None:
+            stmt = stmt.where(c.status == str(status))
+        if cursor:
+            _, before = decode_cursor(cursor)
+            stmt = stmt.where(c.id < before)
+        rows = await self._all(stmt.order_by(c.id.desc()).limit(limit + 1))
+        page = [mapping.to_delivery(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(page, encode_cursor(None, page[-1].id) if more and page else None)
+
+    async def due_deliveries(self, now: datetime, *, limit: int = 100) -> list[WebhookDelivery]:
+        c = self.d.c
+        stmt = (
+            select(self.d)
+            .where(c.status == str(DeliveryStatus.PENDING), c.next_attempt_at <= now)
+            .order_by(c.next_attempt_at, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [mapping.to_delivery(r) for r in await self._all(stmt)]
+
+    async def next_delivery_at(self) -> datetime | None:
+        c = self.d.c
+        stmt = select(func.min(c.next_attempt_at)).where(c.status == str(DeliveryStatus.PENDING))
+        value: datetime | None = (await self._execute(stmt)).scalar_one()
+        return value
+
+    async def add_attempt(self, attempt: DeliveryAttempt) -> None:
+        await self._upsert(self.a, [mapping.webhook_attempt_row(attempt)])
+
+    async def attempts_for(self, delivery_id: str) -> list[DeliveryAttempt]:
+        c = self.a.c
+        stmt = select(self.a).where(c.delivery_id == delivery_id).order_by(c.attempt, c.id)
+        return [mapping.to_webhook_attempt(r) for r in await self._all(stmt)]

@@ -22,6 +22,7 @@ from whatsgate.adapters.sql.repositories import (
     SqlOutbox,
     SqlSessions,
     SqlUsers,
+    SqlWebhooks,
 )
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 
@@ -38,6 +39,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.conversations = SqlConversations(self)
         self.messages = SqlMessages(self)
         self.outbox = SqlOutbox(self)
+        self.webhooks = SqlWebhooks(self)
         self.events = SqlEventLog(self)
 
     @property

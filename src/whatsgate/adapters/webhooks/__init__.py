@@ -1,0 +1,5 @@
+"""Webhook delivery over HTTP."""
+
+from whatsgate.adapters.webhooks.sender import HttpxWebhookSender
+
+__all__ = ["HttpxWebhookSender"]
