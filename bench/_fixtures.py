@@ -86,6 +86,39 @@ def spawn(module: str, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, **popen)
 
 
+def start_server(
+    module: str, *args: str, limit_s: float = 60.0
+) -> tuple[subprocess.Popen[bytes], int, dict[str, Any]]:
+    """Spawn a server (``--port`` added) that prints ``READY <json>`` once started; returns
+    the process, its port and that JSON."""
+    import json
+    import selectors
+
+    port = free_port()
+    process = spawn(module, *args, "--port", str(port), stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + limit_s
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or process.poll() is not None:
+                raise RuntimeError(f"{module} did not start (exit code {process.poll()})")
+            if selector.select(remaining):
+                line = process.stdout.readline().decode()
+                if line.startswith("READY "):
+                    info: dict[str, Any] = json.loads(line[len("READY ") :])
+                    break
+        wait_port(port, timeout=remaining, process=process)
+    except BaseException:
+        stop(process)
+        raise
+    finally:
+        selector.close()
+    return process, port, info
+
+
 def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     if process.poll() is None:
         process.terminate()
@@ -94,6 +127,9 @@ def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def now() -> datetime:
