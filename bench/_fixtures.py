@@ -87,15 +87,20 @@ def spawn(module: str, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
 
 
 def start_server(
-    module: str, *args: str, limit_s: float = 60.0
+    module: str, *args: str, limit_s: float = 60.0, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int, dict[str, Any]]:
     """Spawn a server (``--port`` added) that prints ``READY <json>`` once started; returns
-    the process, its port and that JSON."""
+    the process, its port and that JSON. ``log``: where its stderr goes (else ours)."""
     import json
     import selectors
 
     port = free_port()
-    process = spawn(module, *args, "--port", str(port), stdout=subprocess.PIPE)
+    stderr = log.open("ab") if log is not None else None
+    try:
+        process = spawn(module, *args, "--port", str(port), stdout=subprocess.PIPE, stderr=stderr)
+    finally:
+        if stderr is not None:
+            stderr.close()
     assert process.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
@@ -104,7 +109,8 @@ def start_server(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or process.poll() is not None:
-                raise RuntimeError(f"{module} did not start (exit code {process.poll()})")
+                where = f"; see {log}" if log is not None else ""
+                raise RuntimeError(f"{module} did not start (exit {process.poll()}){where}")
             if selector.select(remaining):
                 line = process.stdout.readline().decode()
                 if line.startswith("READY "):

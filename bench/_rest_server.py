@@ -63,6 +63,7 @@ def _main() -> None:
     parser.add_argument("--size", type=int, default=20_000)
     args = parser.parse_args()
     app = bare_app(json_of_size(args.size))
+    print("READY {}", flush=True)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

@@ -16,14 +16,17 @@ Targets: conversations p99 < 15 ms; POST ≥ 0.3x the reference req/s.
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from pathlib import Path
 from typing import Any
 
-from bench._fixtures import free_port, missing, spawn, stop, wait_port
+from bench._fixtures import missing, scratch_dir, spawn, start_server, stop
 from bench._harness import Results, cli, default_runs, finish, repeat
 from bench._loadgen import load, wrk_available
 
 NAME = "rest"
-MEASURED = ("whatsgate.entrypoints.app", "whatsgate.adapters.sql.uow")
+MEASURED = ("whatsgate.entrypoints.app", "whatsgate.entrypoints.cli", "whatsgate.usecases.auth")
 #: The size of the first page of conversations when the real app is not there to ask.
 DEFAULT_PAGE_BYTES = 25_000
 POST_BODY = '{"to": "+55 11 90000-0001", "text": "hello from the benchmark"}'
@@ -50,37 +53,106 @@ def _load_pair(
 
 
 def reference(page_bytes: int, connections: int, seconds: float) -> dict[str, float]:
-    port = free_port()
-    server = spawn("bench._rest_server", "bare", "--port", str(port), "--size", str(page_bytes))
+    server, port, _ = start_server("bench._rest_server", "bare", "--size", str(page_bytes))
     try:
-        wait_port(port, process=server)
+        load(port, "/conversations", connections=connections, duration=1)  # warm-up
         return _load_pair(port, "/conversations", "/messages", connections, seconds, None)
+    finally:
+        stop(server)
+
+
+def _get(port: int, path: str, token: str) -> bytes:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body: bytes = response.read()
+    return body
+
+
+def seed(directory: Path, messages: int, conversations: int) -> None:
+    process = spawn(
+        "bench._rest_app",
+        "seed",
+        "--dir",
+        str(directory),
+        "--messages",
+        str(messages),
+        "--conversations",
+        str(conversations),
+    )
+    if process.wait(1800) != 0:
+        raise RuntimeError("seeding the REST database failed")
+
+
+def page_size(directory: Path) -> int:
+    """The bytes of the first page of conversations, as whatsgate answers it."""
+    server, port, info = start_server(
+        "bench._rest_app", "serve", "--dir", str(directory), log=directory / "server.log"
+    )
+    try:
+        body = _get(port, f"/api/v1/sessions/{info['session_id']}/conversations", info["token"])
+    finally:
+        stop(server)
+    if len(json.loads(body)["items"]) == 0:
+        raise RuntimeError("the first page of conversations is empty")
+    return len(body)
+
+
+def measured(directory: Path, connections: int, seconds: float) -> dict[str, float]:
+    server, port, info = start_server(
+        "bench._rest_app", "serve", "--dir", str(directory), log=directory / "server.log"
+    )
+    base = f"/api/v1/sessions/{info['session_id']}"
+    try:
+        load(
+            port, f"{base}/conversations", connections=connections, duration=1, token=info["token"]
+        )
+        return _load_pair(
+            port, f"{base}/conversations", f"{base}/messages", connections, seconds, info["token"]
+        )
     finally:
         stop(server)
 
 
 def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
     connections, seconds = (8, 1.0) if quick else (64, 10.0)
+    messages, conversations = (1_000, 100) if quick else (1_000_000, 10_000)
     runs = default_runs(quick, runs, full=3)
     why_not = missing(*MEASURED)
-    page_bytes = DEFAULT_PAGE_BYTES
-    params = {
+    params: dict[str, Any] = {
         "connections": connections,
         "seconds_per_load": seconds,
         "load_tool": "wrk" if wrk_available() else "python",
-        "page_bytes": page_bytes,
     }
     results = Results(NAME, quick, runs, params=params)
+    with scratch_dir("rest") as tmp:
+        page_bytes = DEFAULT_PAGE_BYTES
+        if why_not is None:
+            params.update(messages=messages, conversations=conversations)
+            seed(tmp, messages, conversations)
+            page_bytes = page_size(tmp)
+        params["page_bytes"] = page_bytes
 
-    def once() -> dict[str, float]:
-        return {f"ref_{k}": v for k, v in reference(page_bytes, connections, seconds).items()}
+        def once() -> dict[str, float]:
+            figures = {
+                f"ref_{k}": v for k, v in reference(page_bytes, connections, seconds).items()
+            }
+            if why_not is None:
+                figures.update(measured(tmp, connections, seconds))
+            return figures
 
-    collected = repeat(runs, once)
+        collected = repeat(runs, once)
     for metric, values in collected.items():
         results.add(metric, "ms" if metric.endswith("_ms") else "/s", values)
     if why_not is not None:
         results.notes.append(f"measured path skipped: {why_not}")
         return finish(results)
+    ratio = results.ratio("post_ratio", "post_rps", "ref_post_rps")
+    results.ratio("get_ratio", "get_rps", "ref_get_rps")
+    p99 = results.median("get_p99_ms")
+    results.check("conversations p99 < 15 ms", p99, p99 < 15)
+    results.check("POST >= 0.3x the reference req/s", ratio, ratio >= 0.3)
     return finish(results)
 
 
