@@ -52,10 +52,11 @@ def _load_pair(
     }
 
 
-def reference(page_bytes: int, connections: int, seconds: float) -> dict[str, float]:
+def reference(page_bytes: int, connections: int, seconds: float, warm_up: bool) -> dict[str, float]:
     server, port, _ = start_server("bench._rest_server", "bare", "--size", str(page_bytes))
     try:
-        load(port, "/conversations", connections=connections, duration=1)  # warm-up
+        if warm_up:
+            load(port, "/conversations", connections=connections, duration=1)
         return _load_pair(port, "/conversations", "/messages", connections, seconds, None)
     finally:
         stop(server)
@@ -99,7 +100,7 @@ def page_size(directory: Path) -> int:
     return len(body)
 
 
-def measured(directory: Path, connections: int, seconds: float) -> dict[str, float]:
+def measured(directory: Path, connections: int, seconds: float, warm_up: bool) -> dict[str, float]:
     server, port, info = start_server(
         "bench._rest_app", "serve", "--dir", str(directory), log=directory / "server.log"
     )
@@ -131,15 +132,17 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         if why_not is None:
             params.update(messages=messages, conversations=conversations)
             seed(tmp, messages, conversations)
-            page_bytes = page_size(tmp)
+            if not quick:  # a quick run keeps the default size: one server start less
+                page_bytes = page_size(tmp)
         params["page_bytes"] = page_bytes
 
         def once() -> dict[str, float]:
             figures = {
-                f"ref_{k}": v for k, v in reference(page_bytes, connections, seconds).items()
+                f"ref_{k}": v
+                for k, v in reference(page_bytes, connections, seconds, not quick).items()
             }
             if why_not is None:
-                figures.update(measured(tmp, connections, seconds))
+                figures.update(measured(tmp, connections, seconds, not quick))
             return figures
 
         collected = repeat(runs, once)
