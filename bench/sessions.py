@@ -55,9 +55,11 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         return {
             "ref_rss_mb": zero["rss_mb"],
             "ref_start_s": zero["restore_s"],
+            "ref_ready_s": zero["ready_s"],
             "rss_mb": many["rss_mb"],
             "peak_rss_mb": many["peak_rss_mb"],
             "restore_s": many["restore_s"],
+            "ready_s": many["ready_s"],
         }
 
     collected = repeat(runs, once)
