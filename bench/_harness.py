@@ -77,8 +77,18 @@ def machine_info() -> dict[str, Any]:
         "os": platform.platform(),
         "packages": versions,
         "git": _git_revision(),
+        "whatsgate_from": _whatsgate_path(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _whatsgate_path() -> str | None:
+    """Where whatsgate was imported from (another tree than this one via PYTHONPATH?)."""
+    try:
+        import whatsgate
+    except ImportError:
+        return None
+    return str(Path(whatsgate.__file__).resolve().parent)
 
 
 def _git_revision() -> str | None:

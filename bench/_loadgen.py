@@ -60,6 +60,8 @@ def run_wrk(
                 f"-c{connections}",
                 f"-d{max(1, round(duration))}s",
                 "--latency",
+                "--timeout",
+                "30s",  # a slow answer is latency to report, not an error
                 "-s",
                 script.name,
                 f"http://127.0.0.1:{port}{path}",
