@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
+from whatsgate.domain.errors import NotAuthenticated
 from whatsgate.domain.ids import new_id
 from whatsgate.domain.organization import Role
 from whatsgate.domain.session import Session
@@ -86,3 +89,55 @@ class Principal:
         return session.organization_id == self.organization_id and session.visible_to(
             self.user_id, is_admin=self.is_admin
         )
+
+
+# -- short-lived bearer tokens ---------------------------------------------------------------
+
+BEARER_TOKEN_PREFIX = "wgt_"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_token(secret: bytes, *, user_id: str, organization_id: str, expires_at: datetime) -> str:
+    """A bearer token for a user: its claims and their HMAC-SHA256 under the server secret.
+
+    Stateless, so it cannot be revoked: keep it short-lived. The user is looked up again on
+    every use, so a deleted user's tokens stop working at once.
+    """
+    claims = {"u": user_id, "o": organization_id, "exp": int(expires_at.timestamp())}
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    mac = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
+    return f"{BEARER_TOKEN_PREFIX}{body}.{mac}"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: str
+    organization_id: str
+    expires_at: datetime
+
+
+def read_token(secret: bytes, token: str, now: datetime) -> TokenClaims:
+    """The claims of a token this server signed and that has not expired, or
+    ``NotAuthenticated``."""
+    if not token.startswith(BEARER_TOKEN_PREFIX):
+        raise NotAuthenticated("Not a bearer token.")
+    body, _, mac = token.removeprefix(BEARER_TOKEN_PREFIX).partition(".")
+    expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
+    if not mac or not hmac.compare_digest(mac, expected):
+        raise NotAuthenticated("The token is not valid.")
+    try:
+        claims = json.loads(_unb64(body))
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
+        parsed = TokenClaims(str(claims["u"]), str(claims["o"]), expires_at)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotAuthenticated("The token is not valid.") from exc
+    if parsed.expires_at <= now:
+        raise NotAuthenticated("The token has expired; ask for a new one.")
+    return parsed

@@ -24,6 +24,7 @@ part of the public contract: clients branch on them, so they never change once p
     │   ├── SessionAlreadyConnected       already_connected
     │   ├── SessionNotConnected           session_not_connected
     │   ├── SessionNotRunning             session_not_running
+    │   ├── QrNotReady                    qr_not_ready
     │   └── AlreadyExists                 already_exists
     ├── AuthError
     │   ├── NotAuthenticated              not_authenticated
@@ -153,6 +154,11 @@ class SessionNotConnected(Conflict):
 class SessionNotRunning(Conflict):
     code = "session_not_running"
     default_message = "The session is not running; start it first."
+
+
+class QrNotReady(Conflict):
+    code = "qr_not_ready"
+    default_message = "There is no QR code to show yet; try again in a moment."
 
 
 class AlreadyExists(Conflict):

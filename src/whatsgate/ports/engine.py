@@ -225,8 +225,13 @@ class OutgoingMessage:
     location: Location | None = None
     contact: ContactCard | None = None
     quoted_wa_id: str | None = None
+    #: The sender of the quoted message, when known (WhatsApp needs it in groups).
+    quoted_sender: Jid | None = None
     #: reaction: the message reacted to (emoji in ``text``, empty to remove).
     target_wa_id: str | None = None
+    #: The sender of ``target_wa_id`` (reaction, revoke): needed in groups; in a direct chat
+    #: a reaction defaults to the other party's message, a revoke to the account's own.
+    target_sender: Jid | None = None
     #: ``target_wa_id`` is edited to ``text`` / revoked.
     is_edit: bool = False
     is_revoke: bool = False

@@ -16,6 +16,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
 
+from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
 from whatsgate.domain.events import DomainEvent, StoredEvent
 from whatsgate.domain.jid import Jid
@@ -64,6 +65,20 @@ class UserRepository(Protocol):
     async def get(self, user_id: str) -> User | None: ...
 
     async def in_organization(self, organization_id: str) -> list[User]: ...
+
+
+class ApiKeyRepository(Protocol):
+    """API keys, stored hashed: a key is found by the hash of what the caller presents."""
+
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def save(self, key: ApiKey) -> None: ...
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    async def for_user(self, user_id: str) -> list[ApiKey]:
+        """The user's keys (active or revoked), oldest first."""
+        ...
 
 
 class SessionRepository(Protocol):
@@ -250,6 +265,7 @@ class EventLog(Protocol):
 class UnitOfWork(Protocol):
     organizations: OrganizationRepository
     users: UserRepository
+    api_keys: ApiKeyRepository
     sessions: SessionRepository
     contacts: ContactRepository
     conversations: ConversationRepository

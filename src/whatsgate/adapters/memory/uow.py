@@ -14,6 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
 
+from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import DomainEvent, StoredEvent
@@ -25,6 +26,7 @@ from whatsgate.domain.pagination import decode_cursor, encode_cursor
 from whatsgate.domain.session import Session
 from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
+    ApiKeyRepository,
     ContactRepository,
     ConversationQuery,
     ConversationRepository,
@@ -50,6 +52,7 @@ class MemoryStore:
 
     organizations: dict[str, Organization] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
+    api_keys: dict[str, ApiKey] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     contacts: dict[str, Contact] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
@@ -148,6 +151,23 @@ class _Users(UserRepository):
     async def in_organization(self, organization_id: str) -> list[User]:
         users = [u for u in self.t.values() if u.organization_id == organization_id]
         return sorted(users, key=lambda u: u.id)
+
+
+class _ApiKeys(ApiKeyRepository):
+    def __init__(self, table: _Table[ApiKey]) -> None:
+        self.t = table
+
+    async def add(self, key: ApiKey) -> None:
+        self.t.put(key.id, key)
+
+    async def save(self, key: ApiKey) -> None:
+        self.t.put(key.id, key)
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        return next((k for k in self.t.values() if k.key_hash == key_hash), None)
+
+    async def for_user(self, user_id: str) -> list[ApiKey]:
+        return sorted((k for k in self.t.values() if k.user_id == user_id), key=lambda k: k.id)
 
 
 class _Sessions(SessionRepository):
@@ -543,6 +563,7 @@ class _Events(EventLog):
 class _Tables:
     organizations: _Table[Organization]
     users: _Table[User]
+    api_keys: _Table[ApiKey]
     sessions: _Table[Session]
     contacts: _Table[Contact]
     conversations: _Table[Conversation]
@@ -572,6 +593,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.tables = _Tables(
             _Table(s.organizations),
             _Table(s.users),
+            _Table(s.api_keys),
             _Table(s.sessions),
             _Table(s.contacts),
             _Table(s.conversations),
@@ -585,6 +607,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.deleted_sessions: set[str] = set()
         self.organizations = _Organizations(self.tables.organizations)
         self.users = _Users(self.tables.users)
+        self.api_keys = _ApiKeys(self.tables.api_keys)
         self.sessions = _Sessions(self)
         self.contacts = _Contacts(self.tables.contacts)
         self.conversations = _Conversations(self.tables.conversations, self.tables.contacts)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row, RowMapping
 
+from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
 from whatsgate.domain.events import StoredEvent
 from whatsgate.domain.message import (
@@ -63,6 +64,35 @@ def to_user(row: Row[Any]) -> User:
         email=r["email"],
         role=Role(r["role"]),
         created_at=r["created_at"],
+    )
+
+
+def api_key_row(k: ApiKey) -> Values:
+    return {
+        "id": k.id,
+        "organization_id": k.organization_id,
+        "user_id": k.user_id,
+        "name": k.name,
+        "key_hash": k.key_hash,
+        "prefix": k.prefix,
+        "created_at": k.created_at,
+        "last_used_at": k.last_used_at,
+        "revoked_at": k.revoked_at,
+    }
+
+
+def to_api_key(row: Row[Any]) -> ApiKey:
+    r = _m(row)
+    return ApiKey(
+        id=r["id"],
+        organization_id=r["organization_id"],
+        user_id=r["user_id"],
+        name=r["name"],
+        key_hash=r["key_hash"],
+        prefix=r["prefix"],
+        created_at=r["created_at"],
+        last_used_at=r["last_used_at"],
+        revoked_at=r["revoked_at"],
     )
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from whatsgate.adapters.sql import mapping, tables
+from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import DomainEvent, StoredEvent
@@ -44,6 +45,7 @@ from whatsgate.domain.pagination import decode_cursor, encode_cursor
 from whatsgate.domain.session import Session
 from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
+    ApiKeyRepository,
     ContactRepository,
     ConversationQuery,
     ConversationRepository,
@@ -167,6 +169,24 @@ class SqlUsers(_Repository, UserRepository):
         stmt = select(self.t).where(self.t.c.organization_id == organization_id)
         rows = await self._all(stmt.order_by(self.t.c.id))
         return [mapping.to_user(r) for r in rows]
+
+
+class SqlApiKeys(_Repository, ApiKeyRepository):
+    t = tables.api_keys
+
+    async def add(self, key: ApiKey) -> None:
+        await self._upsert(self.t, [mapping.api_key_row(key)])
+
+    async def save(self, key: ApiKey) -> None:
+        await self._upsert(self.t, [mapping.api_key_row(key)])
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self._first(select(self.t).where(self.t.c.key_hash == key_hash))
+        return mapping.to_api_key(row) if row else None
+
+    async def for_user(self, user_id: str) -> list[ApiKey]:
+        stmt = select(self.t).where(self.t.c.user_id == user_id).order_by(self.t.c.id)
+        return [mapping.to_api_key(r) for r in await self._all(stmt)]
 
 
 class SqlSessions(_Repository, SessionRepository):

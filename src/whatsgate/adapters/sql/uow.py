@@ -14,6 +14,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from whatsgate.adapters.sql.repositories import (
+    SqlApiKeys,
     SqlContacts,
     SqlConversations,
     SqlEventLog,
@@ -34,6 +35,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection: AsyncConnection | None = None
         self.organizations = SqlOrganizations(self)
         self.users = SqlUsers(self)
+        self.api_keys = SqlApiKeys(self)
         self.sessions = SqlSessions(self)
         self.contacts = SqlContacts(self)
         self.conversations = SqlConversations(self)

@@ -1,0 +1,7 @@
+"""``python -m whatsgate`` is the ``whatsgate`` command."""
+
+import sys
+
+from whatsgate.entrypoints.cli import main
+
+sys.exit(main())
