@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import statistics
@@ -26,6 +27,9 @@ AUTH_HEADER = "Authorization"
 
 
 def wrk_available() -> bool:
+    """wrk is on the PATH (``WHATSGATE_BENCH_LOAD=python`` forces the asyncio generator)."""
+    if os.environ.get("WHATSGATE_BENCH_LOAD") == "python":
+        return False
     return shutil.which("wrk") is not None
 
 
