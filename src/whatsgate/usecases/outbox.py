@@ -18,6 +18,7 @@ from whatsgate.domain.errors import (
     WhatsgateError,
 )
 from whatsgate.domain.events import MessageStatusChanged
+from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Message, MessageKind, MessageStatus
 from whatsgate.domain.outbox import OutboxEntry, RetryPolicy, SendAttempt
 from whatsgate.domain.pacing import HumanTyping, PacingPolicy, SendPacer
@@ -213,8 +214,21 @@ class DeliverOutbox:
             location=message.location,
             contact=message.contact,
             quoted_wa_id=message.quoted_wa_id,
+            quoted_sender=await self._sender_of(message.session_id, message.quoted_wa_id),
             target_wa_id=message.target_wa_id,
+            target_sender=await self._sender_of(message.session_id, message.target_wa_id),
         )
+
+    async def _sender_of(self, session_id: str, wa_id: str | None) -> Jid | None:
+        """Who sent the message a reply, reaction or revoke points at: WhatsApp needs it in
+        groups. None for our own messages (the engine knows its own account)."""
+        if wa_id is None:
+            return None
+        async with self.uow() as uow:
+            target = await uow.messages.get_by_wa_id(session_id, wa_id)
+        if target is None or not target.is_inbound:
+            return None
+        return target.sender
 
     async def _act_human(self, connection: EngineConnection, message: Message) -> None:
         """Read the chat, type for a while: what a person does before sending."""

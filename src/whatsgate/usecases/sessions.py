@@ -426,19 +426,24 @@ class LogoutSession:
         sid = command.session_id
         async with self.connections.lock(sid), self.uow() as uow:
             session = await _load(uow, sid)
-            ref = SessionRef(sid, session.jid)
-            if self.connections.is_open(sid) and session.is_paired:
-                try:
-                    await self.connections.close(sid, logout=True)
-                except Exception:
-                    log.warning("session %s: WhatsApp logout failed; forgetting locally", sid)
-            await self.connections.close(sid)
-            await self.connections.engine.forget(ref)
+            await _unlink(self.connections, session)
             change = session.mark_logged_out(StopReason.LOGGED_OUT, self.clock.now())
             record_status(uow, session, change)
             await uow.sessions.save(session)
             await uow.commit()
         return session
+
+
+async def _unlink(connections: SessionConnections, session: Session) -> None:
+    """Log the device out on WhatsApp when the session is live and paired (best effort: the
+    phone then drops it), close the connection and forget the stored credentials."""
+    if connections.is_open(session.id) and session.is_paired:
+        try:
+            await connections.close(session.id, logout=True)
+        except Exception:
+            log.warning("session %s: WhatsApp logout failed; forgetting locally", session.id)
+    await connections.close(session.id)
+    await connections.engine.forget(SessionRef(session.id, session.jid))
 
 
 class DeleteSession:
@@ -463,13 +468,7 @@ class DeleteSession:
         async with self.connections.lock(sid):
             async with self.uow() as uow:
                 session = await _load(uow, sid)
-                if self.connections.is_open(sid) and session.is_paired:
-                    try:
-                        await self.connections.close(sid, logout=True)
-                    except Exception:
-                        log.warning("session %s: logout before delete failed", sid)
-                await self.connections.close(sid)
-                await self.connections.engine.forget(SessionRef(sid, session.jid))
+                await _unlink(self.connections, session)
                 await uow.sessions.delete(sid)
                 await uow.commit()
             await self.media.delete_prefix(f"{sid}/")

@@ -30,7 +30,7 @@ from whatsgate.usecases.send import (
 )
 from whatsgate.usecases.sessions import InitializeCommand, SessionCommand
 
-from .harness import World
+from .harness import BOB, GROUP, World, incoming
 
 TO = "5566999990001"
 TO_JID = Jid.phone(TO)
@@ -378,3 +378,34 @@ async def test_a_failing_pass_is_logged_and_tried_again_later(
     await world.clock.advance(5)
     assert len(passes) == 2 and len(world.fake.sent) == 1
     await worker.stop()
+
+
+async def test_replies_and_reactions_in_a_group_name_the_member_they_answer(
+    world: World,
+) -> None:
+    session = await world.connected_session()
+    world.outbox_worker.start()
+    received = await world.receive(session.id, incoming("G1", chat=GROUP, sender=BOB))
+    assert received.message is not None
+    await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=GROUP,
+            kind=MessageKind.TEXT,
+            text="on it",
+            reply_to=received.message.id,
+        )
+    )
+    await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=GROUP,
+            kind=MessageKind.REACTION,
+            reaction=ReactionSpec(message_id=received.message.id, emoji="👍"),
+        )
+    )
+    await world.clock.advance(10)
+    reply, reaction = (s.message for s in world.fake.sent)
+    # WhatsApp needs the sender of the quoted or reacted message in a group.
+    assert (reply.quoted_wa_id, reply.quoted_sender) == ("G1", Jid.parse(BOB))
+    assert (reaction.target_wa_id, reaction.target_sender) == ("G1", Jid.parse(BOB))
