@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from whatsgate.adapters.memory import MemoryStore
@@ -189,3 +191,46 @@ async def test_health_is_503_when_the_database_does_not_answer(
         runtime.objects["read_health"] = Down(runtime.objects["uow"])
         r = await client.get("/health")
         assert r.status_code == 503 and r.json() == {"status": "unavailable", "sessions": {}}
+
+
+async def test_a_client_hanging_up_mid_body_is_not_an_internal_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="whatsgate.http")
+    sent: list[dict[str, Any]] = []
+    chunks = [
+        {"type": "http.request", "body": b'{"name": "sal', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/sessions",
+        "raw_path": b"/api/v1/sessions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    await api.app(scope, receive, send)  # type: ignore[arg-type]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("disconnected" in r.getMessage() for r in caplog.records)
+    assert api.store.sessions == {}  # nothing half-created

@@ -108,8 +108,21 @@ def handle_validation_error(
     )
 
 
+#: Litestar's detail when the body's ``receive`` reports a disconnect (it raises a 500).
+CLIENT_GONE = "client disconnected prematurely"
+
+
 def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
+    if exc.detail == CLIENT_GONE:
+        # The client hung up while sending its body: nothing went wrong on our side, and
+        # nobody is left to read an answer.
+        log.info(
+            "%s %s: the client disconnected before its request was read",
+            request.method,
+            request.url.path,
+        )
+        return error_response(400, "client_disconnected", "The request was not received in full.")
     if status >= 500:
         log.error("internal error: %s", exc.detail, exc_info=exc)
         return error_response(status, "internal_error", "Something went wrong on our side.")

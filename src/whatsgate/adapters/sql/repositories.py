@@ -8,6 +8,7 @@ read before the write, decides what is new, which stays true under concurrent in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,18 @@ if TYPE_CHECKING:
 EVENT_LOG_LOCK = 0x77_68_61_74_73_67_61_74  # "whatsgat"
 
 
+@functools.cache
+def _upsert_statement(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (id) DO UPDATE`` of every column, built once per table and
+    dialect: building it (and its cache key) on every write cost more CPU than the write
+    (bench/outbox.py, bench/rest.py)."""
+    stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={c.name: stmt.excluded[c.name] for c in table.c if not c.primary_key},
+    )
+
+
 class _Repository:
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
@@ -99,12 +112,7 @@ class _Repository:
             return
         if len(rows) > 1:
             rows = list({row["id"]: row for row in rows}.values())
-        stmt = self._insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.id],
-            set_={c.name: stmt.excluded[c.name] for c in table.c if not c.primary_key},
-        )
-        await self._execute(stmt, rows)
+        await self._execute(_upsert_statement(table, self._dialect), rows)
 
     async def _first(self, stmt: Select[Any]) -> Any:
         return (await self._execute(stmt.limit(1))).first()

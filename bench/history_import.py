@@ -1,0 +1,184 @@
+"""History import: messages/s through ImportHistory on SQLite, against raw sqlite3.
+
+Reference: ``sqlite3.executemany`` of 500 rows per transaction, WAL and whatsgate's pragmas,
+into a 10-column table (TEXT primary key): the ceiling of the disk, the driver and SQLite for
+the same number of message rows, with none of the work an import does.
+
+Measured: ``ImportHistory`` on the SQL unit of work (aiosqlite, migrated schema), one
+``HistoryBatch`` of N messages over N/50 direct chats with their contacts, grouped by chat as
+WhatsApp's history sync hands them (conversation after conversation): contacts,
+conversations, messages and events are written, 500 messages per transaction.
+
+Targets: ≥ 25,000 msgs/s and ≥ 0.30x the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench._fixtures import (
+    incoming,
+    missing,
+    phone,
+    scratch_dir,
+    seed_session,
+    sqlite_connect,
+    sqlite_url,
+)
+from bench._harness import Results, cli, default_runs, finish, repeat
+
+NAME = "history_import"
+CHUNK = 500
+PER_CHAT = 50
+MEASURED = ("whatsgate.adapters.sql.uow", "whatsgate.usecases.history")
+
+
+def reference(n: int) -> float:
+    """Raw sqlite3: n rows of 10 columns, 500 per transaction. Returns rows/s."""
+    rows = [
+        (
+            f"msg-{i:012d}",
+            "session-1",
+            f"conv-{i % max(n // 50, 1):06d}",
+            f"3EB0{i:016X}",
+            "in",
+            "text",
+            f"message number {i}: hello there, how are you?",
+            "received",
+            f"2026-11-21T10:{i % 60:02d}:00+00:00",
+            "2026-11-22T10:00:00+00:00",
+        )
+        for i in range(n)
+    ]
+    with scratch_dir("ref") as tmp:
+        db = sqlite_connect(tmp / "ref.db")
+        db.execute(
+            "CREATE TABLE messages (id TEXT PRIMARY KEY, session_id TEXT, conversation_id TEXT,"
+            " wa_id TEXT, direction TEXT, kind TEXT, text TEXT, status TEXT, timestamp TEXT,"
+            " created_at TEXT)"
+        )
+        start = time.perf_counter()
+        for i in range(0, n, CHUNK):
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows[i : i + CHUNK])
+            db.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        db.close()
+    return n / elapsed
+
+
+async def framework_floor(n: int) -> float:
+    """Not a target, a diagnostic: the same rows as the reference through SQLAlchemy Core on
+    aiosqlite (what whatsgate's SQL adapter is built on), 500 per transaction. Returns rows/s:
+    the ceiling of any import written on that stack."""
+    from sqlalchemy import Column, MetaData, String, Table, insert
+
+    from whatsgate.adapters.sql.database import create_engine_for
+
+    names = ("id", "session_id", "conversation_id", "wa_id", "direction", "kind", "text")
+    names += ("status", "timestamp", "created_at")
+    metadata = MetaData()
+    table = Table("messages", metadata, *(Column(c, String, primary_key=c == "id") for c in names))
+    rows = [
+        dict(zip(names, row, strict=True))
+        for row in (
+            (
+                f"msg-{i:012d}",
+                "session-1",
+                f"conv-{i // PER_CHAT:06d}",
+                f"3EB0{i:016X}",
+                "in",
+                "text",
+                f"message number {i}: hello there, how are you?",
+                "received",
+                f"2026-11-21T10:{i % 60:02d}:00+00:00",
+                "2026-11-22T10:00:00+00:00",
+            )
+            for i in range(n)
+        )
+    ]
+    with scratch_dir("floor") as tmp:
+        engine = create_engine_for(sqlite_url(tmp / "floor.db"))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            stmt = insert(table)
+            start = time.perf_counter()
+            for i in range(0, n, CHUNK):
+                async with engine.begin() as conn:
+                    await conn.execute(stmt, rows[i : i + CHUNK])
+            elapsed = time.perf_counter() - start
+        finally:
+            await engine.dispose()
+    return n / elapsed
+
+
+async def measured(n: int) -> float:
+    """ImportHistory of one batch of n messages. Returns messages/s."""
+    from whatsgate.adapters.clock import SystemClock
+    from whatsgate.adapters.sql.database import create_engine_for
+    from whatsgate.adapters.sql.migrations import migrate
+    from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
+    from whatsgate.domain.jid import Jid
+    from whatsgate.ports.engine import ContactInfo, HistoryBatch
+    from whatsgate.usecases.history import HistorySettings, ImportHistory, ImportHistoryCommand
+
+    chats = max(n // PER_CHAT, 1)
+    # WhatsApp's history sync hands conversations one after the other, each with its
+    # messages: message i belongs to chat i // PER_CHAT.
+    messages = tuple(incoming(i, n, chats, chat=i // PER_CHAT) for i in range(n))
+    contacts = tuple(
+        ContactInfo(jid=Jid.parse(f"{phone(c)}@s.whatsapp.net"), name=f"Contact {c}")
+        for c in range(chats)
+    )
+    batch = HistoryBatch(messages=messages, contacts=contacts, progress=100, is_last=True)
+    with scratch_dir("history") as tmp:
+        url = sqlite_url(tmp / "whatsgate.db")
+        await migrate(url)
+        engine = create_engine_for(url)
+        try:
+            uow = SqlUnitOfWorkFactory(engine)
+            session_id = await seed_session(uow)
+            use_case = ImportHistory(uow, SystemClock(), HistorySettings(chunk_size=CHUNK))
+            start = time.perf_counter()
+            result = await use_case(ImportHistoryCommand(session_id=session_id, batch=batch))
+            elapsed = time.perf_counter() - start
+        finally:
+            await engine.dispose()
+    if result.stored != n:
+        raise RuntimeError(f"ImportHistory stored {result.stored} of {n} messages")
+    return n / elapsed
+
+
+def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
+    n = 1_000 if quick else 50_000
+    runs = default_runs(quick, runs)
+    results = Results(NAME, quick, runs, params={"messages": n, "per_transaction": CHUNK})
+    why_not = missing(*MEASURED)
+
+    def once() -> dict[str, float]:
+        figures = {"reference_rows_per_s": reference(n)}
+        if why_not is None:
+            figures["sqlalchemy_core_rows_per_s"] = asyncio.run(framework_floor(n))
+            figures["import_msgs_per_s"] = asyncio.run(measured(n))
+        return figures
+
+    collected = repeat(runs, once)
+    results.add("reference_rows_per_s", "/s", collected["reference_rows_per_s"])
+    if why_not is not None:
+        results.notes.append(f"measured path skipped: {why_not}")
+        return finish(results)
+    results.add("sqlalchemy_core_rows_per_s", "/s", collected["sqlalchemy_core_rows_per_s"])
+    results.add("import_msgs_per_s", "/s", collected["import_msgs_per_s"])
+    results.ratio("core_floor_ratio", "sqlalchemy_core_rows_per_s", "reference_rows_per_s")
+    ratio = results.ratio("ratio", "import_msgs_per_s", "reference_rows_per_s")
+    rate = results.median("import_msgs_per_s")
+    results.check("≥ 25,000 msgs/s", rate, rate >= 25_000)
+    results.check("≥ 0.30x the reference", ratio, ratio >= 0.30)
+    return finish(results)
+
+
+if __name__ == "__main__":
+    cli(main)

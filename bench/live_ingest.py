@@ -1,0 +1,186 @@
+"""Live ingest: messages/s through ProcessIncomingMessage with group commit, against
+SQLAlchemy async with one row per transaction.
+
+Reference: SQLAlchemy 2 async on aiosqlite (whatsgate's pragmas), one INSERT of a 10-column
+row per transaction, one after the other: what a naive "commit each message" ingest costs.
+
+Measured: ``ProcessIncomingMessage`` on the SQL unit of work, ``producers`` concurrent callers
+(as many chats talking at once) each awaiting its message's commit, and the
+``EventDispatcher`` woken by each commit handing the events to a counting publisher. The clock
+stops when the last ``message.new`` has been published: every message is committed before it
+is published, so this is the rate of the whole inbound path up to the publishers.
+
+Targets: ≥ 10x the reference and ≥ 5,000 msgs/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench._fixtures import (
+    SQLITE_PRAGMAS,
+    incoming,
+    missing,
+    scratch_dir,
+    seed_session,
+    sqlite_url,
+)
+from bench._harness import Results, cli, default_runs, finish, repeat
+
+NAME = "live_ingest"
+MEASURED = (
+    "whatsgate.adapters.sql.uow",
+    "whatsgate.usecases.ingest",
+    "whatsgate.usecases.dispatch",
+)
+COLUMNS = (
+    "id",
+    "session_id",
+    "conversation_id",
+    "wa_id",
+    "direction",
+    "kind",
+    "text",
+    "status",
+    "timestamp",
+    "created_at",
+)
+
+
+async def reference(n: int) -> float:
+    """SQLAlchemy async, one row per transaction. Returns rows/s."""
+    from sqlalchemy import Column, MetaData, String, Table, event, insert
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    metadata = MetaData()
+    table = Table(
+        "messages", metadata, *(Column(c, String, primary_key=c == "id") for c in COLUMNS)
+    )
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    with scratch_dir("ref") as tmp:
+        engine = create_async_engine(sqlite_url(tmp / "ref.db"))
+        event.listen(engine.sync_engine, "connect", pragmas)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            stmt = insert(table)
+            start = time.perf_counter()
+            for i in range(n):
+                row = {
+                    "id": f"msg-{i:012d}",
+                    "session_id": "session-1",
+                    "conversation_id": f"conv-{i % 100:06d}",
+                    "wa_id": f"3EB0{i:016X}",
+                    "direction": "in",
+                    "kind": "text",
+                    "text": f"message number {i}: hello there, how are you?",
+                    "status": "received",
+                    "timestamp": "2026-11-22T10:00:00+00:00",
+                    "created_at": "2026-11-22T10:00:00+00:00",
+                }
+                async with engine.begin() as conn:
+                    await conn.execute(stmt, row)
+            elapsed = time.perf_counter() - start
+        finally:
+            await engine.dispose()
+    return n / elapsed
+
+
+class CountingPublisher:
+    """Counts ``message.new``; sets ``done`` once ``expected`` have been published."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.done = asyncio.Event()
+
+    async def publish(self, event: Any) -> None:
+        if event.name == "message.new":
+            self.count += 1
+            if self.count >= self.expected:
+                self.done.set()
+
+
+async def measured(n: int, producers: int, chats: int) -> float:
+    """ProcessIncomingMessage + EventDispatcher on SQLite. Returns messages/s."""
+    from whatsgate.adapters.clock import SystemClock
+    from whatsgate.adapters.sql.database import create_engine_for
+    from whatsgate.adapters.sql.migrations import migrate
+    from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
+    from whatsgate.usecases.dispatch import EventDispatcher
+    from whatsgate.usecases.ingest import IncomingMessageCommand, ProcessIncomingMessage
+
+    messages = [incoming(i, n, chats) for i in range(n)]
+    clock = SystemClock()
+    with scratch_dir("ingest") as tmp:
+        url = sqlite_url(tmp / "whatsgate.db")
+        await migrate(url)
+        engine = create_engine_for(url)
+        try:
+            publisher = CountingPublisher(n)
+            dispatcher: EventDispatcher | None = None
+
+            def wake() -> None:
+                if dispatcher is not None:
+                    dispatcher.wake()
+
+            uow = SqlUnitOfWorkFactory(engine, on_commit=wake)
+            session_id = await seed_session(uow)
+            dispatcher = EventDispatcher(uow, {"bench": publisher}, clock)
+            ingest = ProcessIncomingMessage(uow, clock)
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            for message in messages:
+                queue.put_nowait(message)
+
+            async def producer() -> None:
+                while not queue.empty():
+                    message = queue.get_nowait()
+                    await ingest(IncomingMessageCommand(session_id=session_id, message=message))
+
+            dispatcher.start()
+            start = time.perf_counter()
+            await asyncio.gather(*(producer() for _ in range(producers)))
+            await asyncio.wait_for(publisher.done.wait(), timeout=300)
+            elapsed = time.perf_counter() - start
+            await dispatcher.stop()
+        finally:
+            await engine.dispose()
+    return n / elapsed
+
+
+def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
+    n_ref, n, producers, chats = (200, 500, 20, 20) if quick else (2_000, 20_000, 200, 500)
+    runs = default_runs(quick, runs)
+    params = {"reference_rows": n_ref, "messages": n, "producers": producers, "chats": chats}
+    results = Results(NAME, quick, runs, params=params)
+    why_not = missing(*MEASURED)
+
+    def once() -> dict[str, float]:
+        figures = {"reference_rows_per_s": asyncio.run(reference(n_ref))}
+        if why_not is None:
+            figures["ingest_msgs_per_s"] = asyncio.run(measured(n, producers, chats))
+        return figures
+
+    collected = repeat(runs, once)
+    results.add("reference_rows_per_s", "/s", collected["reference_rows_per_s"])
+    if why_not is not None:
+        results.notes.append(f"measured path skipped: {why_not}")
+        return finish(results)
+    results.add("ingest_msgs_per_s", "/s", collected["ingest_msgs_per_s"])
+    ratio = results.ratio("ratio", "ingest_msgs_per_s", "reference_rows_per_s")
+    rate = results.median("ingest_msgs_per_s")
+    results.check("≥ 10x the reference", ratio, ratio >= 10)
+    results.check("≥ 5,000 msgs/s", rate, rate >= 5_000)
+    return finish(results)
+
+
+if __name__ == "__main__":
+    cli(main)
