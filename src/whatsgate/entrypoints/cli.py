@@ -161,6 +161,7 @@ async def _pair(settings: Settings, name: str, wait_for: float) -> int:
             return 0
         await runtime.objects["initialize_client"](InitializeCommand(session_id=session.id))
         shown: str | None = None
+        said: tuple[str, str | None] | None = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_for
         while loop.time() < deadline:
@@ -180,6 +181,10 @@ async def _pair(settings: Settings, name: str, wait_for: float) -> int:
                 shown = current.qr
                 print(qr_text(current.qr))
                 print(f"Scan with WhatsApp → Linked devices ({name!r}, {current.status}).")
+            elif not current.qr and (current.status, current.status_reason) != said:
+                # No QR to show (e.g. no network: reconnecting): say why we are waiting.
+                said = (current.status, current.status_reason)
+                print(f"Waiting: {current.status} ({current.status_reason or '-'}).")
             await asyncio.sleep(0.5)
         print("Gave up waiting for the scan.", file=sys.stderr)
         return 1
