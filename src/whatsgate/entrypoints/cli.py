@@ -163,6 +163,7 @@ async def _pair(settings: Settings, name: str, wait_for: float) -> int:
             return 0
         await runtime.objects["initialize_client"](InitializeCommand(session_id=session.id))
         shown: str | None = None
+        said: tuple[str, str | None] | None = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_for
         while loop.time() < deadline:
@@ -182,6 +183,10 @@ async def _pair(settings: Settings, name: str, wait_for: float) -> int:
                 shown = current.qr
                 print(qr_text(current.qr))
                 print(f"Scan with WhatsApp → Linked devices ({name!r}, {current.status}).")
+            elif not current.qr and (current.status, current.status_reason) != said:
+                # No QR to show (e.g. no network: reconnecting): say why we are waiting.
+                said = (current.status, current.status_reason)
+                print(f"Waiting: {current.status} ({current.status_reason or '-'}).")
             await asyncio.sleep(0.5)
         print("Gave up waiting for the scan.", file=sys.stderr)
         return 1
@@ -252,6 +257,7 @@ settings from the environment only (defaults in brackets):
   WHATSGATE_ADMIN_API_KEY           the operator's key [made on first start, kept in the data dir]
   WHATSGATE_REDIS_URL               socket.io fan-out across nodes [none]
   WHATSGATE_WEBHOOKS_ALLOW_PRIVATE  webhooks to loopback/private addresses [false]
+  WHATSGATE_NEONIZE_PROXY           reach WhatsApp through socks5://… or http://… [none]
   WHATSGATE_CORS_ORIGINS            JSON list of browser origins [["*"]]
   WHATSGATE_LOG_LEVEL               [info]
   WHATSGATE_TOKEN_TTL_SECONDS       lifetime of bearer tokens [3600]

@@ -208,7 +208,9 @@ async def open_engine(settings: Settings, clock: Clock) -> AsyncIterator[WhatsAp
                 f"The neonize engine cannot be loaded ({exc}); try --engine sandbox."
             ) from exc
         database_url = None if settings.in_memory else settings.database
-        engine = neonize.NeonizeEngine(settings.data_dir, database_url=database_url)
+        engine = neonize.NeonizeEngine(
+            settings.data_dir, database_url=database_url, proxy=settings.neonize_proxy
+        )
     try:
         yield engine
     finally:

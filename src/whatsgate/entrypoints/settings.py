@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     #: The operator's admin key; when unset, the first start makes one and stores it.
     admin_api_key: SecretStr | None = None
     redis_url: str | None = None
+    #: The neonize engine connects to WhatsApp through this proxy (``socks5://host:port`` or
+    #: ``http://host:port``); whatsmeow ignores HTTPS_PROXY and friends.
+    neonize_proxy: str | None = None
     #: Webhook URLs on loopback or private networks are refused unless this is on.
     webhooks_allow_private: bool = False
     #: Lifetime of the bearer tokens of ``POST /api/v1/auth/token``.

@@ -16,6 +16,10 @@ from whatsgate.adapters.neonize.connection import NeonizeConnection
 from whatsgate.adapters.neonize.engine import NeonizeEngine
 from whatsgate.ports.engine import EngineEvent, SessionRef
 
+#: A proxy on a closed loopback port: a real neonize client dials it and fails at once, so the
+#: "offline" tests behave the same on a machine with internet and never reach WhatsApp.
+OFFLINE_PROXY = "socks5://127.0.0.1:9"
+
 
 @pytest.fixture(autouse=True)
 def _fresh_neonize_loop() -> Iterator[None]:
@@ -106,7 +110,7 @@ class HandDrivenNeonizeEngine(NeonizeEngine):
     """The real engine, but the Go client is attached, not connected: the test is Go."""
 
     def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir, ack_timeout=5)
+        super().__init__(data_dir, ack_timeout=5, proxy=OFFLINE_PROXY)
         self.go: dict[str, GoSide] = {}
 
     async def _start(self, connection: NeonizeConnection) -> None:

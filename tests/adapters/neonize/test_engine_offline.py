@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.adapters.neonize import protos as p
-from tests.adapters.neonize.conftest import Recorder, until
+from tests.adapters.neonize.conftest import OFFLINE_PROXY, Recorder, until
 from whatsgate.adapters.neonize import _runtime
 from whatsgate.adapters.neonize.engine import (
     NeonizeEngine,
@@ -87,7 +87,7 @@ async def test_an_offline_session_reports_the_network_and_leaves_nothing_behind(
     tmp_path: Path,
 ) -> None:
     threads_before = threading.active_count()
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     recorder = Recorder()
     started = time.monotonic()
     connection = await engine.open(SessionRef("s1"), recorder)
@@ -104,7 +104,7 @@ async def test_an_offline_session_reports_the_network_and_leaves_nothing_behind(
 
 
 async def test_reconnecting_offline_does_not_pile_up_threads_or_tasks(tmp_path: Path) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     tasks_before = len(asyncio.all_tasks())
     peak_threads = 0
     for _ in range(8):  # what the reconnect back-off does, minus the waiting
@@ -120,7 +120,7 @@ async def test_reconnecting_offline_does_not_pile_up_threads_or_tasks(tmp_path: 
 
 
 async def test_a_corrupt_device_store_is_reported_never_replaced(tmp_path: Path) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     store = engine.store_path("s1")
     store.parent.mkdir(parents=True)
     store.write_bytes(b"this is not a database" * 100)
@@ -142,7 +142,7 @@ async def test_a_corrupt_device_store_is_reported_never_replaced(tmp_path: Path)
 
 
 async def test_a_paired_session_whose_store_is_gone_is_reported(tmp_path: Path) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     recorder = Recorder()
     await engine.open(SessionRef("s1", jid=ME), recorder)
     await until(lambda: bool(recorder.events), within=10)
@@ -152,7 +152,7 @@ async def test_a_paired_session_whose_store_is_gone_is_reported(tmp_path: Path) 
 
 
 async def test_a_restored_session_resumes_its_stored_device(tmp_path: Path) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     store = engine.store_path("s1")
     store.parent.mkdir(parents=True)
     fake_device(store, f"{p.ME}:12@s.whatsapp.net")
@@ -168,7 +168,7 @@ async def test_a_restored_session_resumes_its_stored_device(tmp_path: Path) -> N
 
 
 async def test_a_store_holding_another_account_is_not_used(tmp_path: Path) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     store = engine.store_path("s1")
     store.parent.mkdir(parents=True)
     fake_device(store, f"{p.ALICE}:3@s.whatsapp.net")
@@ -183,7 +183,7 @@ async def test_a_forked_process_refuses_to_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_runtime, "_LOADED_IN_PID", os.getpid() + 1)
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     with pytest.raises(EngineError, match="forked"):
         await engine.open(SessionRef("s1"), Recorder())
 
@@ -196,7 +196,7 @@ def test_thirty_sessions_start_and_stop_concurrently_without_crashing(tmp_path: 
         from whatsgate.ports.engine import SessionRef
 
         async def main():
-            engine = NeonizeEngine({str(tmp_path)!r})
+            engine = NeonizeEngine({str(tmp_path)!r}, proxy={OFFLINE_PROXY!r})
             seen = {{}}
             def listener_for(sid):
                 async def listener(event):
@@ -269,7 +269,9 @@ def test_the_device_store_follows_the_apps_database(url: str, expected: str | No
 async def test_an_unreachable_postgres_store_is_a_passing_trouble_not_corruption(
     tmp_path: Path,
 ) -> None:
-    engine = NeonizeEngine(tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/app")
+    engine = NeonizeEngine(
+        tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/app", proxy=OFFLINE_PROXY
+    )
     recorder = Recorder()
     await engine.open(SessionRef("s1", jid=ME), recorder)
     await until(lambda: bool(recorder.events), within=15)

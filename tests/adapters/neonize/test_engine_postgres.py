@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.adapters.neonize import protos as p
-from tests.adapters.neonize.conftest import Recorder, until
+from tests.adapters.neonize.conftest import OFFLINE_PROXY, Recorder, until
 from whatsgate.adapters.neonize.engine import NeonizeEngine, list_devices
 from whatsgate.domain.jid import Jid
 from whatsgate.ports.engine import CredentialsUnreadable, Disconnected, QrCode, SessionRef
@@ -65,7 +65,7 @@ async def add_device(url: str, device_jid: str) -> None:
 async def test_sessions_share_the_store_and_pick_their_device(
     tmp_path: Path, database_url: str
 ) -> None:
-    engine = NeonizeEngine(tmp_path, database_url=database_url)
+    engine = NeonizeEngine(tmp_path, database_url=database_url, proxy=OFFLINE_PROXY)
     assert engine.postgres_url is not None
     fresh = Recorder()
     await engine.open(SessionRef("new"), fresh)  # creates whatsmeow's tables in PostgreSQL

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.adapters.neonize import protos as p
-from tests.adapters.neonize.conftest import GoSide, HandDrivenNeonizeEngine, until
+from tests.adapters.neonize.conftest import OFFLINE_PROXY, GoSide, HandDrivenNeonizeEngine, until
 from tests.unit.usecases.harness import World
 from whatsgate.adapters.neonize import mapping
 from whatsgate.adapters.neonize._runtime import e2e, npb
@@ -230,7 +230,7 @@ async def test_a_logout_from_the_phone_clears_the_device_store(world: World) -> 
 async def test_an_offline_start_with_the_real_client_is_reconnecting_for_the_network(
     tmp_path: Path,
 ) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     world = World(engine=engine)  # type: ignore[arg-type]
     session = await world.new_session()
     result = await asyncio.wait_for(
@@ -245,7 +245,7 @@ async def test_an_offline_start_with_the_real_client_is_reconnecting_for_the_net
 async def test_a_corrupt_device_store_fails_the_session_until_a_logout_clears_it(
     tmp_path: Path,
 ) -> None:
-    engine = NeonizeEngine(tmp_path)
+    engine = NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
     world = World(engine=engine)  # type: ignore[arg-type]
     session = await world.new_session()
     store = engine.store_path(session.id)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from whatsgate.adapters.neonize import mapping
-from whatsgate.adapters.neonize._runtime import GATE, ProcessGate, enums
+from whatsgate.adapters.neonize._runtime import GATE, ProcessGate, aioze_client, enums
 from whatsgate.adapters.neonize.errors import FFMPEG_MISSING, is_store_error, translate
 from whatsgate.domain.errors import (
     FeatureUnavailable,
@@ -121,8 +121,11 @@ class NeonizeConnection(EngineConnection):
         gate: ProcessGate = GATE,
         forget: Callable[[SessionRef], Awaitable[None]] | None = None,
         qr_rotation_scale: float = 1.0,
+        proxy: str | None = None,
     ) -> None:
         self.ref = ref
+        #: Where whatsmeow connects through (``socks5://…`` or ``http://…``), when set.
+        self._proxy = proxy
         self._listener = listener
         self._loop = loop
         self._ack_timeout = ack_timeout
@@ -188,7 +191,8 @@ class NeonizeConnection(EngineConnection):
             if self.closed or self._stopped:
                 return
             self._go_started = True
-            task: asyncio.Task[Any] = await client.connect()
+            proxy = aioze_client.ProxySettings(proxy_address=self._proxy) if self._proxy else None
+            task: asyncio.Task[Any] = await client.connect(proxy)
             self.connect_task = task
             task.add_done_callback(self._on_connect_done)
             with suppress(TimeoutError):

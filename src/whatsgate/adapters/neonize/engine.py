@@ -139,6 +139,8 @@ class NeonizeEngine(WhatsAppEngine):
     - ``startup_grace``: how long a client start keeps other lifecycle calls out while Go
       registers it (released as soon as Go shows a sign of life).
     - ``executor_reserve``: threads kept free beside the one each live client holds.
+    - ``proxy``: connect to WhatsApp through this proxy (``socks5://host:port`` or
+      ``http://host:port``); whatsmeow ignores the usual proxy environment variables.
     """
 
     def __init__(
@@ -149,8 +151,10 @@ class NeonizeEngine(WhatsAppEngine):
         ack_timeout: float = 5.0,
         startup_grace: float = 0.5,
         executor_reserve: int = 8,
+        proxy: str | None = None,
     ) -> None:
         self.store_dir = Path(data_dir) / "neonize"
+        self.proxy = proxy
         self.postgres_url = neonize_store_url(database_url) if database_url else None
         self.ack_timeout = ack_timeout
         self.startup_grace = startup_grace
@@ -178,6 +182,7 @@ class NeonizeEngine(WhatsAppEngine):
             loop=loop,
             ack_timeout=self.ack_timeout,
             forget=self.forget,
+            proxy=self.proxy,
         )
         self._connections[ref.session_id] = connection
         self._ensure_executor(loop)
