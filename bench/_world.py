@@ -31,9 +31,18 @@ async def sql_store(path: Path, on_commit: Any = None) -> AsyncIterator[Any]:
 
 
 class World:
-    """The session, sending and inbound use cases over one store and a sandbox engine."""
+    """The session, sending and inbound use cases over one store and a sandbox engine (or the
+    ``engine`` given, with the session ``settings`` given)."""
 
-    def __init__(self, uow: Any, data_dir: Path, *, pacing: bool = True) -> None:
+    def __init__(
+        self,
+        uow: Any,
+        data_dir: Path,
+        *,
+        pacing: bool = True,
+        engine: Any = None,
+        settings: Any = None,
+    ) -> None:
         from whatsgate.adapters.clock import SystemClock
         from whatsgate.adapters.memory.media import MemoryMediaStore
         from whatsgate.adapters.sandbox import SandboxSettings
@@ -55,11 +64,11 @@ class World:
         self.uow = uow
         self.clock = SystemClock()
         # Receipts far off: the benchmarks measure sends, not the phone's answers.
-        self.engine = timed_sandbox(
+        self.engine = engine or timed_sandbox(
             self.clock, data_dir, SandboxSettings(delivered_after=3600, read_after=3600)
         )
         self.connections = SessionConnections(self.engine, self.clock)
-        settings = SessionSettings()
+        settings = settings or SessionSettings()
         self.initialize = InitializeWhatsAppClient(uow, self.connections, self.clock, settings)
         update = UpdateUserWhatsAppSession(uow, self.connections, self.clock, settings)
         disconnect = HandleDisconnect(uow, self.connections, self.clock, settings, random.Random(7))
@@ -145,9 +154,12 @@ def unpaced() -> Any:
     return PacingPolicy(per_window=1_000_000_000, window=60.0, gap_min=0.0, gap_max=0.0)
 
 
-async def paired_sessions(uow: Any, data_dir: Path, count: int) -> list[str]:
+async def paired_sessions(
+    uow: Any, data_dir: Path, count: int, *, credentials: bool = True
+) -> list[str]:
     """``count`` sessions of one organization, paired in the sandbox (stored credentials) and
-    marked to run: what a restore brings back without a QR. Returns their ids."""
+    marked to run: what a restore brings back without a QR. Returns their ids.
+    ``credentials=False``: the sandbox's are not written (another engine's store is seeded)."""
     from whatsgate.adapters.sandbox import Credentials, CredentialStore
     from whatsgate.domain.jid import Jid
     from whatsgate.domain.organization import Organization, Role, User
@@ -173,7 +185,8 @@ async def paired_sessions(uow: Any, data_dir: Path, count: int) -> list[str]:
                 desired_running=True,
             )
             await unit.sessions.add(session)
-            store.save(session.id, Credentials(jid=jid, push_name=f"Phone {i}"))
+            if credentials:
+                store.save(session.id, Credentials(jid=jid, push_name=f"Phone {i}"))
             ids.append(session.id)
         await unit.commit()
     return ids

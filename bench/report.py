@@ -16,6 +16,7 @@ ORDER = (
     "rest",
     "outbox",
     "sessions",
+    "neonize_sessions",
 )
 
 

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "live_ingest": "ingest_msgs_per_s",
     "outbox": "sends_per_s",
     "rest": "get_p99_ms",
+    "neonize_sessions": "restore_per_client_ms",
     "sessions": "restore_s",
 }
 
