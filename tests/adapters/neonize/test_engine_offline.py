@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -277,3 +278,17 @@ async def test_an_unreachable_postgres_store_is_a_passing_trouble_not_corruption
     await until(lambda: bool(recorder.events), within=15)
     assert recorder.events == [Disconnected(reason="device_store_unavailable")]
     await engine.close()
+
+
+def test_choosing_neonize_raises_the_open_files_limit(tmp_path: Path) -> None:
+    """neonize leaks one open device store per client start: the engine buys headroom."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(soft, 1024, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        NeonizeEngine(tmp_path, proxy=OFFLINE_PROXY)
+        raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert raised == hard or (hard == resource.RLIM_INFINITY and raised >= 1_048_576)
+        assert raised >= low
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import logging
 import re
+import resource
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -155,6 +156,7 @@ class NeonizeEngine(WhatsAppEngine):
     ) -> None:
         self.store_dir = Path(data_dir) / "neonize"
         self.proxy = proxy
+        raise_open_files_limit()
         self.postgres_url = neonize_store_url(database_url) if database_url else None
         self.ack_timeout = ack_timeout
         self.startup_grace = startup_grace
@@ -336,3 +338,26 @@ def _same_account(device_jid: str, user: str) -> bool:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; the new soft limit.
+
+    neonize 0.5.2 opens a session's device store at every client start and never closes it,
+    so each reconnect attempt keeps one more file (or PostgreSQL connection) open. Until that
+    is fixed upstream, the headroom keeps a long outage from exhausting a 1,024 soft limit
+    within minutes (restarting the process releases them).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        log.warning("could not raise the open files limit from %d to %d", soft, target)
+        return soft
+    log.info(
+        "open files limit raised from %d to %d (neonize keeps device stores open)", soft, target
+    )
+    return target
