@@ -37,6 +37,9 @@ class IngestResult:
 
 _IGNORED = IngestResult(message=None, created=False)
 
+#: What ``MessageIngestion.contact`` was asked: session, jid, alt and the names.
+_ContactCall = tuple[str, Jid, Jid | None, str | None, str | None, str | None]
+
 
 class MessageIngestion:
     """Applies engine messages to one unit of work, then writes them with ``flush``.
@@ -62,6 +65,7 @@ class MessageIngestion:
         self._new_by_wa: dict[tuple[str, str], Message] = {}
         self._changed: dict[str, Message] = {}
         self._lookup = ChatLookup(uow)
+        self._last_contact: tuple[_ContactCall, Contact] | None = None
 
     async def prefetch(self, session_id: str, messages: Sequence[IncomingMessage]) -> None:
         """Learn in one query which of these messages are stored already, and load the
@@ -106,6 +110,11 @@ class MessageIngestion:
         business_name: str | None = None,
     ) -> Contact:
         """The contact known by ``jid`` or ``alt``, created or merged with what is new."""
+        # The messages of a chat come one after the other (history always, live often), each
+        # saying the same of its contact: merging it again would change nothing.
+        call = (session.id, jid, alt, push_name, name, business_name)
+        if self._last_contact is not None and self._last_contact[0] == call:
+            return self._last_contact[1]
         cached = next(
             (
                 c
@@ -146,6 +155,7 @@ class MessageIngestion:
                 self._contacts[(session.id, key)] = contact
         if changed:
             self._dirty_contacts[contact.id] = contact
+        self._last_contact = (call, contact)
         return contact
 
     async def conversation(

@@ -504,3 +504,18 @@ async def test_the_lookup_asks_the_repositories_only_for_what_it_did_not_load(
         "contacts.get_by_jid": 1,
         "conversations.get_by_chat": 1,
     }
+
+
+async def test_the_contact_keeps_the_push_name_of_the_last_message(
+    world: World, session: Session
+) -> None:
+    names = ["Alice", "Alice", "Ali", "Alice", "Alice"]
+    await asyncio.gather(
+        *(
+            world.receive(session.id, incoming(f"M{i}", chat=GROUP, sender=ALICE, push_name=n))
+            for i, n in enumerate(names)
+        )
+    )
+    assert (await world.contact(session.id, ALICE)).push_name == "Alice"
+    await world.receive(session.id, incoming("M9", chat=GROUP, sender=ALICE, push_name="Ali"))
+    assert (await world.contact(session.id, ALICE)).push_name == "Ali"

@@ -548,11 +548,19 @@ class SqlEventLog(_Repository, EventLog):
         return int(value or 0)
 
     async def set_cursor(self, consumer: str, event_id: int) -> None:
-        stmt = self._insert(self.cursors)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[self.cursors.c.consumer], set_={"event_id": stmt.excluded.event_id}
-        )
+        stmt = _cursor_upsert_statement(self._dialect)
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
+
+
+@functools.cache
+def _cursor_upsert_statement(dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (consumer) DO UPDATE`` of a cursor, built once per dialect (as
+    ``_upsert_statement``): every dispatcher pass and history chunk writes a cursor."""
+    cursors = tables.event_cursors
+    stmt = postgresql.insert(cursors) if dialect == "postgresql" else sqlite.insert(cursors)
+    return stmt.on_conflict_do_update(
+        index_elements=[cursors.c.consumer], set_={"event_id": stmt.excluded.event_id}
+    )
 
 
 class SqlWebhooks(_Repository, WebhookRepository):
