@@ -78,3 +78,53 @@ async def test_search_text_case_and_accents_and_pages(backend: Backend) -> None:
     ids = [c.id for c in first.items + second.items + third.items]
     assert ids == sorted(c.id for c in people)
     assert third.next_cursor is None
+
+
+async def test_get_many_finds_by_phone_or_lid_once_each_in_id_order(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    other = await add_session(backend.uow, world, "Other")
+    lid = Jid("271600000007", "lid")
+    both = contact(world, phone(1), lid=lid)
+    by_phone = contact(world, phone(2))
+    elsewhere = contact(world, phone(3))
+    elsewhere.session_id = other.id
+    async with backend.uow() as uow:
+        await uow.contacts.save_many([both, by_phone, contact(world, phone(4)), elsewhere])
+        await uow.commit()
+    async with backend.uow() as uow:
+        # Asked by both its addresses, twice: still one contact.
+        found = await uow.contacts.get_many(
+            world.session_id, [lid, phone(1), phone(2), phone(2), phone(3), phone(5)]
+        )
+        assert await uow.contacts.get_many(world.session_id, []) == []
+    assert [c.id for c in found] == sorted([both.id, by_phone.id])
+    assert next(c for c in found if c.id == both.id).lid == lid
+
+
+async def test_get_many_answers_copies_and_sees_the_units_own_writes(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    async with backend.uow() as uow:
+        await uow.contacts.save(contact(world, phone(1), name="Ana"))
+        await uow.commit()
+    async with backend.uow() as uow:
+        [ana] = await uow.contacts.get_many(world.session_id, [phone(1)])
+        ana.name = "changed, not saved"
+        await uow.contacts.save(contact(world, phone(2)))
+        again = await uow.contacts.get_many(world.session_id, [phone(1), phone(2)])
+    assert [c.name for c in again if c.jid == phone(1)] == ["Ana"]
+    assert {c.jid for c in again} == {phone(1), phone(2)}
+
+
+async def test_get_many_takes_more_jids_than_one_statement_may_bind(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    phones = [Jid(f"55669{n:08d}", Jid.USER_SERVER) for n in range(9000)]
+    lids = [Jid(f"2716{n:08d}", Jid.LID_SERVER) for n in range(9000)]
+    stored = [contact(world, p, lid=lid) for p, lid in list(zip(phones, lids, strict=True))[::90]]
+    async with backend.uow() as uow:
+        await uow.contacts.save_many(stored)
+        await uow.commit()
+    # 18,000 JIDs, bound twice (jid IN, lid IN): 36,000 values, past PostgreSQL's 32,767
+    # arguments per query (asyncpg) and SQLite's usual 32,766 variables.
+    async with backend.uow() as uow:
+        found = await uow.contacts.get_many(world.session_id, phones + lids)
+    assert [c.id for c in found] == sorted(c.id for c in stored)

@@ -163,3 +163,37 @@ async def test_save_many_with_one_conversation_twice_keeps_the_last(backend: Bac
     async with backend.uow() as uow:
         stored = await uow.conversations.get(chat.id)
     assert stored is not None and stored.unread_count == 2
+
+
+async def test_get_many_by_chat_finds_the_sessions_conversations_in_id_order(
+    backend: Backend,
+) -> None:
+    world = await seed(backend.uow)
+    other = await add_session(backend.uow, world, "Other")
+    group = Jid.group("120363000000000009")
+    wanted = [conversation(world, phone(1)), conversation(world, group)]
+    elsewhere = conversation(world, phone(2))
+    elsewhere.session_id = other.id
+    await _store(backend, *wanted, conversation(world, phone(3)), elsewhere)
+    async with backend.uow() as uow:
+        found = await uow.conversations.get_many_by_chat(
+            world.session_id, [group, phone(1), phone(1), phone(2), phone(4)]
+        )
+        found[0].name = "changed, not saved"
+        again = await uow.conversations.get_many_by_chat(world.session_id, [group, phone(1)])
+        assert await uow.conversations.get_many_by_chat(world.session_id, []) == []
+    assert [c.id for c in found] == sorted(c.id for c in wanted)
+    assert [c.name for c in again] == [None, None]
+
+
+async def test_get_many_by_chat_takes_more_chats_than_one_statement_may_bind(
+    backend: Backend,
+) -> None:
+    world = await seed(backend.uow)
+    # Past PostgreSQL's 32,767 arguments per query (asyncpg) and SQLite's usual 32,766.
+    chats = [Jid(f"55669{n:08d}", Jid.USER_SERVER) for n in range(40_000)]
+    stored = [conversation(world, chat) for chat in chats[::400]]
+    await _store(backend, *stored)
+    async with backend.uow() as uow:
+        found = await uow.conversations.get_many_by_chat(world.session_id, chats)
+    assert [c.id for c in found] == sorted(c.id for c in stored)

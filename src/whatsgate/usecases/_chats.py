@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from whatsgate.domain.conversation import Contact, Conversation
@@ -10,12 +11,79 @@ from whatsgate.domain.session import Session
 from whatsgate.ports.repositories import UnitOfWork
 
 
+class ChatLookup:
+    """Contacts and conversations by address, for one unit of work: answered from what
+    ``load`` fetched (one query per kind for a whole batch of JIDs, absences remembered too),
+    else from the repositories, once per address.
+
+    It answers what the repositories answered when first asked: it never sees what the
+    caller staged since, so it is for callers that write only at the end (``MessageIngestion``
+    keeps what it changed in its own maps). Found entities are handed out as the same
+    object each time."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self._contacts: dict[tuple[str, Jid], Contact | None] = {}
+        self._conversations: dict[tuple[str, Jid], Conversation | None] = {}
+
+    async def load(self, session_id: str, jids: Iterable[Jid]) -> None:
+        """Fetch the session's contacts known by any of ``jids`` and its conversations with
+        them or with those contacts' other address: one query each, for those not asked yet."""
+        wanted = {j for j in jids if (session_id, j) not in self._contacts}
+        if wanted:
+            found = await self.uow.contacts.get_many(session_id, list(wanted))
+            for jid in wanted:
+                self._contacts[(session_id, jid)] = None
+            # As get_by_jid: the first by id when two contacts share an address.
+            for contact in reversed(found):
+                for key in (contact.jid, contact.lid):
+                    if key in wanted:
+                        self._contacts[(session_id, key)] = contact
+            wanted.update(k for c in found for k in (c.jid, c.lid) if k is not None)
+        chats = {j for j in wanted if (session_id, j) not in self._conversations}
+        if chats:
+            for chat in chats:
+                self._conversations[(session_id, chat)] = None
+            for conversation in await self.uow.conversations.get_many_by_chat(
+                session_id, list(chats)
+            ):
+                self._conversations[(session_id, conversation.chat)] = conversation
+
+    async def contact(self, session_id: str, jid: Jid) -> Contact | None:
+        """As ``ContactRepository.get_by_jid``."""
+        key = (session_id, jid)
+        if key in self._contacts:
+            return self._contacts[key]
+        found = self._contacts[key] = await self.uow.contacts.get_by_jid(session_id, jid)
+        return found
+
+    async def conversation(self, session_id: str, chat: Jid) -> Conversation | None:
+        """As ``ConversationRepository.get_by_chat``."""
+        key = (session_id, chat)
+        if key in self._conversations:
+            return self._conversations[key]
+        found = self._conversations[key] = await self.uow.conversations.get_by_chat(
+            session_id, chat
+        )
+        return found
+
+
 async def conversation_for(
-    uow: UnitOfWork, session: Session, chat: Jid, at: datetime, *, name: str | None = None
+    uow: UnitOfWork,
+    session: Session,
+    chat: Jid,
+    at: datetime,
+    *,
+    name: str | None = None,
+    lookup: ChatLookup | None = None,
 ) -> tuple[Conversation, bool]:
-    """The session's conversation with ``chat``, created ``pending`` when new.
-    Returns it and whether it was created. The caller saves it."""
-    found = await uow.conversations.get_by_chat(session.id, chat)
+    """The session's conversation with ``chat``, created ``pending`` when new (looked up
+    through ``lookup`` when given). Returns it and whether it was created. The caller saves
+    it."""
+    if lookup is not None:
+        found = await lookup.conversation(session.id, chat)
+    else:
+        found = await uow.conversations.get_by_chat(session.id, chat)
     if found is not None:
         if name and not found.name:
             found.name = name
@@ -40,15 +108,20 @@ async def contact_for(
     alt: Jid | None = None,
     push_name: str | None = None,
     name: str | None = None,
+    lookup: ChatLookup | None = None,
 ) -> tuple[Contact, bool]:
-    """The contact known by ``jid`` (or its alternate address), merged with what is new.
-    Returns it and whether anything changed (new or merged). The caller saves it."""
+    """The contact known by ``jid`` (or its alternate address), merged with what is new
+    (looked up through ``lookup`` when given). Returns it and whether anything changed (new
+    or merged). The caller saves it."""
     phone = next((j for j in (jid, alt) if j is not None and j.is_user), None)
     lid = next((j for j in (jid, alt) if j is not None and j.is_lid), None)
     found = None
     for key in (phone, lid):
         if key is not None and found is None:
-            found = await uow.contacts.get_by_jid(session.id, key)
+            if lookup is not None:
+                found = await lookup.contact(session.id, key)
+            else:
+                found = await uow.contacts.get_by_jid(session.id, key)
     if found is None:
         primary = phone or lid or jid
         contact = Contact(

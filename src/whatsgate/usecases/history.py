@@ -28,6 +28,11 @@ async def _merge_contacts(
     lid_mappings: Sequence[tuple[Jid, Jid]] = (),
 ) -> int:
     """Merge what the engine knows of contacts; returns how many it named."""
+    await ingestion.prefetch_contacts(
+        session.id,
+        [j for info in contacts for j in (info.jid, info.lid) if j is not None]
+        + [j for pair in lid_mappings for j in pair],
+    )
     for info in contacts:
         await ingestion.contact(
             session,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,7 +21,7 @@ from whatsgate.domain.session import Session
 from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import IncomingMessage
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from whatsgate.usecases._chats import contact_for, conversation_for
+from whatsgate.usecases._chats import ChatLookup, contact_for, conversation_for
 
 log = logging.getLogger("whatsgate.ingest")
 
@@ -37,12 +37,16 @@ class IngestResult:
 
 _IGNORED = IngestResult(message=None, created=False)
 
+#: What ``MessageIngestion.contact`` was asked: session, jid, alt and the names.
+_ContactCall = tuple[str, Jid, Jid | None, str | None, str | None, str | None]
+
 
 class MessageIngestion:
     """Applies engine messages to one unit of work, then writes them with ``flush``.
 
-    Reads are batched (one look-up of the known WhatsApp ids for all the messages), entities
-    touched by several messages are loaded once, and every write happens once in ``flush``.
+    Reads are batched (``prefetch``: one look-up each of the known WhatsApp ids, the contacts
+    and the conversations of all the messages), entities touched by several messages are
+    loaded once, and every write happens once in ``flush``.
     """
 
     def __init__(self, uow: UnitOfWork, now: datetime, *, live: bool) -> None:
@@ -60,12 +64,29 @@ class MessageIngestion:
         self._new: list[Message] = []
         self._new_by_wa: dict[tuple[str, str], Message] = {}
         self._changed: dict[str, Message] = {}
+        self._lookup = ChatLookup(uow)
+        self._last_contact: tuple[_ContactCall, Contact] | None = None
 
     async def prefetch(self, session_id: str, messages: Sequence[IncomingMessage]) -> None:
-        """Learn in one query which of these messages are stored already."""
+        """Learn in one query which of these messages are stored already, and load the
+        contacts and conversations they name in one query each."""
         self._prefetched.add(session_id)
         known = self._known.setdefault(session_id, set())
         known |= await self.uow.messages.existing_wa_ids(session_id, [m.wa_id for m in messages])
+        await self._lookup.load(
+            session_id,
+            {
+                jid
+                for m in messages
+                if m.wa_id not in known and not (m.is_edit or m.is_revoke)
+                for jid in (m.chat, m.chat_alt, m.sender, m.sender_alt)
+                if jid is not None
+            },
+        )
+
+    async def prefetch_contacts(self, session_id: str, jids: Iterable[Jid]) -> None:
+        """Load the contacts known by these JIDs (and their conversations) in one query each."""
+        await self._lookup.load(session_id, jids)
 
     async def session(self, session_id: str) -> Session:
         found = self._sessions.get(session_id)
@@ -89,6 +110,11 @@ class MessageIngestion:
         business_name: str | None = None,
     ) -> Contact:
         """The contact known by ``jid`` or ``alt``, created or merged with what is new."""
+        # The messages of a chat come one after the other (history always, live often), each
+        # saying the same of its contact: merging it again would change nothing.
+        call = (session.id, jid, alt, push_name, name, business_name)
+        if self._last_contact is not None and self._last_contact[0] == call:
+            return self._last_contact[1]
         cached = next(
             (
                 c
@@ -113,7 +139,14 @@ class MessageIngestion:
             )
         else:
             contact, changed = await contact_for(
-                self.uow, session, jid, self.now, alt=alt, push_name=push_name, name=name
+                self.uow,
+                session,
+                jid,
+                self.now,
+                alt=alt,
+                push_name=push_name,
+                name=name,
+                lookup=self._lookup,
             )
             if business_name:
                 changed = contact.merge(self.now, business_name=business_name) or changed
@@ -122,6 +155,7 @@ class MessageIngestion:
                 self._contacts[(session.id, key)] = contact
         if changed:
             self._dirty_contacts[contact.id] = contact
+        self._last_contact = (call, contact)
         return contact
 
     async def conversation(
@@ -132,12 +166,14 @@ class MessageIngestion:
         cached = self._conversations.get((session.id, chat))
         if cached is not None:
             return cached
-        conversation, created = await conversation_for(self.uow, session, chat, self.now, name=name)
+        conversation, created = await conversation_for(
+            self.uow, session, chat, self.now, name=name, lookup=self._lookup
+        )
         if created and lid is not None:
             # Known so far by the LID only: that conversation moves to the phone number.
             by_lid = self._conversations.get((session.id, lid))
             if by_lid is None:
-                by_lid = await self.uow.conversations.get_by_chat(session.id, lid)
+                by_lid = await self._lookup.conversation(session.id, lid)
             if by_lid is not None:
                 conversation, created = by_lid, False
                 self._conversations.pop((session.id, lid), None)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.events import StoredEvent
@@ -236,6 +238,45 @@ class World:
             found = await uow.contacts.get_by_jid(session_id, Jid.parse(jid))
         assert found is not None, f"no contact {jid}"
         return found
+
+
+class _Counted:
+    """A repository whose ``get…`` calls are counted (as ``<name>.<method>``)."""
+
+    def __init__(self, inner: object, name: str, calls: Counter[str]) -> None:
+        self._inner = inner
+        self._name = name
+        self._calls = calls
+
+    def __getattr__(self, attr: str) -> Any:
+        method = getattr(self._inner, attr)
+        if not attr.startswith("get"):
+            return method
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self._calls[f"{self._name}.{attr}"] += 1
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+class CountingUnitOfWork(MemoryUnitOfWork):
+    """A memory unit of work counting the contact and conversation look-ups that reach its
+    repositories (each a round trip to a database)."""
+
+    def __init__(self, store: MemoryStore, calls: Counter[str]) -> None:
+        self.calls = calls
+        super().__init__(store)
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.contacts = _Counted(self.contacts, "contacts", self.calls)
+        self.conversations = _Counted(self.conversations, "conversations", self.calls)
+        return self
+
+
+def counting(store: MemoryStore, calls: Counter[str]) -> Callable[[], CountingUnitOfWork]:
+    return lambda: CountingUnitOfWork(store, calls)
 
 
 ALICE = "5566996285154@s.whatsapp.net"

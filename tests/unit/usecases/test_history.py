@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from whatsgate.usecases.history import (
     progress_key,
 )
 
-from .harness import ALICE, ALICE_LID, BOB, GROUP, World, incoming
+from .harness import ALICE, ALICE_LID, BOB, GROUP, World, counting, incoming
 
 
 @pytest.fixture
@@ -173,6 +174,28 @@ async def test_history_merges_contacts_and_lid_pairs_without_duplicates(
     assert (str(alice.lid), alice.push_name) == (ALICE_LID, "Alice")
     assert (await world.contact(session.id, BOB)).name == "Bob Smith"
     assert len(world.store.contacts) == 2
+
+
+async def test_each_chunk_looks_contacts_and_conversations_up_in_batches(
+    world: World, session: Session
+) -> None:
+    phones = [f"55119{c:08d}@s.whatsapp.net" for c in range(300)]
+    start = world.clock.now() - timedelta(days=1)
+    messages = tuple(
+        incoming(f"H{i:05d}", chat=phones[i % 300], at=start + timedelta(seconds=i))
+        for i in range(1200)
+    )
+    book = tuple(ContactInfo(jid=Jid.parse(p), name=f"Contact {n}") for n, p in enumerate(phones))
+    calls: Counter[str] = Counter()
+    use_case = ImportHistory(counting(world.store, calls), world.clock, world.history_settings)
+    batch = HistoryBatch(messages=messages, contacts=book, is_last=True)
+    result = await use_case(ImportHistoryCommand(session_id=session.id, batch=batch))
+    assert (result.stored, result.transactions) == (1200, 3)
+    assert len(world.store.contacts) == len(world.store.conversations) == 300
+    assert {c.name for c in world.store.contacts.values()} == {f"Contact {n}" for n in range(300)}
+    # The address book and the first chunk, then one look-up of each kind per chunk; none
+    # per contact or per chat.
+    assert calls == {"contacts.get_many": 3, "conversations.get_many_by_chat": 3}
 
 
 async def test_history_does_not_move_a_preview_backwards(world: World, session: Session) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from whatsgate.domain.message import (
 from whatsgate.domain.session import Session
 from whatsgate.ports.engine import HistoryBatch
 from whatsgate.testing import MemoryUnitOfWork, settle
+from whatsgate.usecases._chats import ChatLookup
 from whatsgate.usecases.history import ImportHistoryCommand
 from whatsgate.usecases.ingest import (
     IncomingMessageCommand,
@@ -27,7 +29,7 @@ from whatsgate.usecases.ingest import (
     ProcessIncomingMessage,
 )
 
-from .harness import ALICE, ALICE_LID, BOB, GROUP, World, incoming
+from .harness import ALICE, ALICE_LID, BOB, GROUP, CountingUnitOfWork, World, counting, incoming
 
 K = MessageKind
 
@@ -427,3 +429,93 @@ async def test_messages_arriving_during_a_commit_form_the_next_group(world: Worl
     await asyncio.gather(first, *rest)
     assert world.store.commits == before + 2
     assert (await world.conversation(sid, ALICE)).unread_count == 6
+
+
+async def test_a_group_looks_contacts_and_conversations_up_once_whatever_its_size(
+    world: World, session: Session
+) -> None:
+    per_size = []
+    phones: list[str] = []
+    for size, chats in ((12, 4), (240, 60)):
+        direct = [f"55119{size:04d}{c:04d}@s.whatsapp.net" for c in range(chats // 2)]
+        groups = [f"1203630{size:04d}{c:04d}@g.us" for c in range(chats // 2)]
+        phones += direct
+        known = direct[::2] + groups[::2]
+        for n, chat in enumerate(known):  # half the chats, and their contacts, exist already
+            await world.receive(session.id, incoming(f"K{size}-{n}", chat=chat, sender=direct[0]))
+        calls: Counter[str] = Counter()
+        ingest = ProcessIncomingMessage(
+            counting(world.store, calls), world.clock, IngestSettings(group_window=0)
+        )
+        everything = direct + groups
+        results = await asyncio.gather(
+            *(
+                ingest(
+                    IncomingMessageCommand(
+                        session_id=session.id,
+                        message=incoming(
+                            f"B{size}-{i}",
+                            chat=everything[i % chats],
+                            sender=direct[(i + 1) % len(direct)],
+                        ),
+                    )
+                )
+                for i in range(size)
+            )
+        )
+        assert all(r.created for r in results)
+        for chat in everything:
+            unread = (await world.conversation(session.id, chat)).unread_count
+            assert unread == size // chats + (chat in known)
+        # One contact per phone number, never two.
+        assert sorted(str(c.jid) for c in world.store.contacts.values()) == sorted(phones)
+        per_size.append(dict(calls))
+    # One batched query each, for 12 messages over 4 chats as for 240 over 60.
+    expected = {"contacts.get_many": 1, "conversations.get_many_by_chat": 1}
+    assert per_size == [expected, expected]
+
+
+async def test_the_lookup_asks_the_repositories_only_for_what_it_did_not_load(
+    world: World, session: Session
+) -> None:
+    await world.receive(
+        session.id, incoming("M1", sender_alt=Jid.parse(ALICE_LID), push_name="Alice")
+    )
+    stored = await world.conversation(session.id, ALICE)
+    calls: Counter[str] = Counter()
+    async with CountingUnitOfWork(world.store, calls) as uow:
+        lookup = ChatLookup(uow)
+        # Asked by her LID: her contact, and the conversation with her phone number, load.
+        await lookup.load(session.id, [Jid.parse(ALICE_LID), Jid.parse(BOB)])
+        alice = await lookup.contact(session.id, Jid.parse(ALICE_LID))
+        conversation = await lookup.conversation(session.id, Jid.parse(ALICE))
+        assert await lookup.contact(session.id, Jid.parse(BOB)) is None
+        loaded = dict(calls)
+        # Not loaded: asked once, then remembered (found or not).
+        for _ in range(2):
+            assert await lookup.contact(session.id, Jid.parse(GROUP)) is None
+            assert await lookup.conversation(session.id, Jid.parse(GROUP)) is None
+    assert alice is not None and str(alice.jid) == ALICE
+    assert conversation is not None and conversation.id == stored.id
+    assert loaded == {"contacts.get_many": 1, "conversations.get_many_by_chat": 1}
+    assert calls == {
+        "contacts.get_many": 1,
+        "conversations.get_many_by_chat": 1,
+        "contacts.get_by_jid": 1,
+        "conversations.get_by_chat": 1,
+    }
+
+
+async def test_the_contact_keeps_the_push_name_of_the_last_message(
+    world: World, session: Session
+) -> None:
+    names = ["Alice", "Alice", "Ali", "Alice", "Alice"]
+    await asyncio.gather(
+        *(
+            world.receive(session.id, incoming(f"M{i}", chat=GROUP, sender=ALICE, push_name=n))
+            for i, n in enumerate(names)
+        )
+    )
+    assert (await world.contact(session.id, ALICE)).push_name == "Alice"
+    await world.receive(session.id, incoming("M9", chat=GROUP, sender=ALICE, push_name="Ali"))
+    assert (await world.contact(session.id, ALICE)).push_name == "Ali"

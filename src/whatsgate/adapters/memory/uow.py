@@ -217,6 +217,13 @@ class _Contacts(ContactRepository):
     async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
         return self.t.first(lambda c: c.session_id == session_id and jid in (c.jid, c.lid))
 
+    async def get_many(self, session_id: str, jids: Sequence[Jid]) -> list[Contact]:
+        wanted = set(jids)
+        found = self.t.where(
+            lambda c: c.session_id == session_id and (c.jid in wanted or c.lid in wanted)
+        )
+        return sorted(found, key=lambda c: c.id)
+
     async def save(self, contact: Contact) -> None:
         self.t.put(contact.id, contact)
 
@@ -264,6 +271,11 @@ class _Conversations(ConversationRepository):
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
         return self.t.first(lambda c: c.session_id == session_id and c.chat == chat)
+
+    async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
+        wanted = set(chats)
+        found = self.t.where(lambda c: c.session_id == session_id and c.chat in wanted)
+        return sorted(found, key=lambda c: c.id)
 
     async def save(self, conversation: Conversation) -> None:
         await self.save_many([conversation])

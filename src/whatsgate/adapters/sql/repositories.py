@@ -65,6 +65,16 @@ if TYPE_CHECKING:
 #: The key PostgreSQL's advisory lock takes while event ids are assigned and committed.
 EVENT_LOG_LOCK = 0x77_68_61_74_73_67_61_74  # "whatsgat"
 
+#: At most this many values in one ``IN (…)`` of a batched look-up: two such lists and the
+#: session id stay under SQLite's oldest limit of 999 variables per statement.
+IN_CHUNK = 400
+
+
+def _chunks(values: Sequence[Jid]) -> list[list[Jid]]:
+    """The distinct values, in lists of at most ``IN_CHUNK``."""
+    distinct = list(dict.fromkeys(values))
+    return [distinct[i : i + IN_CHUNK] for i in range(0, len(distinct), IN_CHUNK)]
+
 
 @functools.cache
 def _upsert_statement(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:
@@ -240,6 +250,16 @@ class SqlContacts(_Repository, ContactRepository):
         row = await self._first(stmt.order_by(c.id))
         return mapping.to_contact(row) if row else None
 
+    async def get_many(self, session_id: str, jids: Sequence[Jid]) -> list[Contact]:
+        c = self.t.c
+        rows: dict[str, Any] = {}
+        for keys in _chunks(jids):
+            stmt = select(self.t).where(
+                c.session_id == session_id, or_(c.jid.in_(keys), c.lid.in_(keys))
+            )
+            rows.update((row.id, row) for row in await self._all(stmt))
+        return [mapping.to_contact(rows[key]) for key in sorted(rows)]
+
     async def save(self, contact: Contact) -> None:
         await self._upsert(self.t, [mapping.contact_row(contact)])
 
@@ -279,6 +299,14 @@ class SqlConversations(_Repository, ConversationRepository):
         c = self.t.c
         row = await self._first(select(self.t).where(c.session_id == session_id, c.chat == chat))
         return mapping.to_conversation(row) if row else None
+
+    async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
+        c = self.t.c
+        rows: dict[str, Any] = {}
+        for keys in _chunks(chats):
+            stmt = select(self.t).where(c.session_id == session_id, c.chat.in_(keys))
+            rows.update((row.id, row) for row in await self._all(stmt))
+        return [mapping.to_conversation(rows[key]) for key in sorted(rows)]
 
     async def save(self, conversation: Conversation) -> None:
         await self._upsert(self.t, [mapping.conversation_row(conversation)])
@@ -520,11 +548,19 @@ class SqlEventLog(_Repository, EventLog):
         return int(value or 0)
 
     async def set_cursor(self, consumer: str, event_id: int) -> None:
-        stmt = self._insert(self.cursors)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[self.cursors.c.consumer], set_={"event_id": stmt.excluded.event_id}
-        )
+        stmt = _cursor_upsert_statement(self._dialect)
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
+
+
+@functools.cache
+def _cursor_upsert_statement(dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (consumer) DO UPDATE`` of a cursor, built once per dialect (as
+    ``_upsert_statement``): every dispatcher pass and history chunk writes a cursor."""
+    cursors = tables.event_cursors
+    stmt = postgresql.insert(cursors) if dialect == "postgresql" else sqlite.insert(cursors)
+    return stmt.on_conflict_do_update(
+        index_elements=[cursors.c.consumer], set_={"event_id": stmt.excluded.event_id}
+    )
 
 
 class SqlWebhooks(_Repository, WebhookRepository):
