@@ -373,7 +373,10 @@ class OutboxWorker:
 
     - Woken at once when a message is queued (the ``wake`` event SendMessage sets); otherwise
       it sleeps on the Clock until the next entry may be due. No polling while idle.
-    - A pass that fails is logged and tried again after ``error_pause`` seconds.
+    - A pass that fails is logged and tried again after ``first_error_pause`` seconds (0.1),
+      twice as long after each failure in a row, at most ``error_pause`` (5); a pass that
+      succeeds starts the count again. A passing hiccup (the database busy for a moment) costs
+      a tenth of a second, not five; a lasting failure is not retried in a tight loop.
     - ``stop`` lets the pass in progress finish (a send is never cut in half), then returns.
     """
 
@@ -384,11 +387,13 @@ class OutboxWorker:
         wake: asyncio.Event,
         *,
         error_pause: float = 5.0,
+        first_error_pause: float = 0.1,
     ) -> None:
         self.deliver = deliver
         self.clock = clock
         self.wake = wake
         self.error_pause = error_pause
+        self.first_error_pause = first_error_pause
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -414,15 +419,19 @@ class OutboxWorker:
             self._task = None
 
     async def run(self) -> None:
+        first_pause = min(self.first_error_pause, self.error_pause)
+        pause = first_pause
         while not self._stopping.is_set():
             self.wake.clear()
             delay: float | None
             try:
                 report = await self.deliver(DeliverCommand())
             except Exception:
-                log.exception("an outbox pass failed")
-                delay = self.error_pause
+                log.exception("an outbox pass failed; trying again in %.1f s", pause)
+                delay = pause
+                pause = min(pause * 2, self.error_pause)
             else:
+                pause = first_pause
                 due = report.next_due_at
                 delay = None if due is None else (due - self.clock.now()).total_seconds()
             if self._stopping.is_set():
