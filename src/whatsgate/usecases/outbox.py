@@ -174,7 +174,7 @@ class DeliverOutbox:
                 await uow.outbox.save(entry)
                 await uow.commit()
                 return False, None
-            outgoing = await self._outgoing(message)
+            outgoing = await self._outgoing(uow, message)
             if outgoing is None:
                 error = "the media bytes are no longer stored"
                 entry.give_up(error, now)
@@ -198,7 +198,7 @@ class DeliverOutbox:
         except SessionNotRunning:
             return None
 
-    async def _outgoing(self, message: Message) -> OutgoingMessage | None:
+    async def _outgoing(self, uow: UnitOfWork, message: Message) -> OutgoingMessage | None:
         data = None
         if message.media is not None:
             key = message.media.storage_key
@@ -214,21 +214,10 @@ class DeliverOutbox:
             location=message.location,
             contact=message.contact,
             quoted_wa_id=message.quoted_wa_id,
-            quoted_sender=await self._sender_of(message.session_id, message.quoted_wa_id),
+            quoted_sender=await _sender_of(uow, message.session_id, message.quoted_wa_id),
             target_wa_id=message.target_wa_id,
-            target_sender=await self._sender_of(message.session_id, message.target_wa_id),
+            target_sender=await _sender_of(uow, message.session_id, message.target_wa_id),
         )
-
-    async def _sender_of(self, session_id: str, wa_id: str | None) -> Jid | None:
-        """Who sent the message a reply, reaction or revoke points at: WhatsApp needs it in
-        groups. None for our own messages (the engine knows its own account)."""
-        if wa_id is None:
-            return None
-        async with self.uow() as uow:
-            target = await uow.messages.get_by_wa_id(session_id, wa_id)
-        if target is None or not target.is_inbound:
-            return None
-        return target.sender
 
     async def _act_human(self, connection: EngineConnection, message: Message) -> None:
         """Read the chat, type for a while: what a person does before sending."""
@@ -373,7 +362,10 @@ class OutboxWorker:
 
     - Woken at once when a message is queued (the ``wake`` event SendMessage sets); otherwise
       it sleeps on the Clock until the next entry may be due. No polling while idle.
-    - A pass that fails is logged and tried again after ``error_pause`` seconds.
+    - A pass that fails is logged and tried again after ``first_error_pause`` seconds (0.1),
+      twice as long after each failure in a row, at most ``error_pause`` (5); a pass that
+      succeeds starts the count again. A passing hiccup (the database busy for a moment) costs
+      a tenth of a second, not five; a lasting failure is not retried in a tight loop.
     - ``stop`` lets the pass in progress finish (a send is never cut in half), then returns.
     """
 
@@ -384,11 +376,13 @@ class OutboxWorker:
         wake: asyncio.Event,
         *,
         error_pause: float = 5.0,
+        first_error_pause: float = 0.1,
     ) -> None:
         self.deliver = deliver
         self.clock = clock
         self.wake = wake
         self.error_pause = error_pause
+        self.first_error_pause = first_error_pause
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -414,15 +408,19 @@ class OutboxWorker:
             self._task = None
 
     async def run(self) -> None:
+        first_pause = min(self.first_error_pause, self.error_pause)
+        pause = first_pause
         while not self._stopping.is_set():
             self.wake.clear()
             delay: float | None
             try:
                 report = await self.deliver(DeliverCommand())
             except Exception:
-                log.exception("an outbox pass failed")
-                delay = self.error_pause
+                log.exception("an outbox pass failed; trying again in %.1f s", pause)
+                delay = pause
+                pause = min(pause * 2, self.error_pause)
             else:
+                pause = first_pause
                 due = report.next_due_at
                 delay = None if due is None else (due - self.clock.now()).total_seconds()
             if self._stopping.is_set():
@@ -443,3 +441,14 @@ class OutboxWorker:
                 waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _sender_of(uow: UnitOfWork, session_id: str, wa_id: str | None) -> Jid | None:
+    """Who sent the message a reply, reaction or revoke points at: WhatsApp needs it in
+    groups. None for our own messages (the engine knows its own account)."""
+    if wa_id is None:
+        return None
+    target = await uow.messages.get_by_wa_id(session_id, wa_id)
+    if target is None or not target.is_inbound:
+        return None
+    return target.sender

@@ -1,5 +1,6 @@
 """What only a database can show: a failing statement in the middle of a chunk, set-based
-writes (statements counted), outbox claims by concurrent workers, event ids in commit order."""
+writes (statements counted), outbox claims by concurrent workers, event ids in commit order,
+concurrent writers on SQLite."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.contract.builders import at, conversation, message, outbox_entry, phone, seed
@@ -18,6 +20,7 @@ from tests.databases import copy_sqlite
 from whatsgate.adapters.sql import tables
 from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
+from whatsgate.domain.conversation import Conversation
 from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import ContactsSynced
 
@@ -210,6 +213,98 @@ async def test_sqlite_writers_wait_for_each_other_instead_of_failing(
             await asyncio.wait_for(waiting, 5)
         async with make() as uow:
             assert await uow.conversations.get(first.id) is not None
+            assert await uow.conversations.get(second.id) is not None
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_units_that_read_then_write_concurrently_all_commit(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """As the outbox worker, ingest and the HTTP handlers do: read, write, let other coroutines
+    run while the transaction is open, read and write again, commit. Six at once, fifteen
+    times each: every one commits, none fails "database is locked", though a writer may wait
+    only 300 ms for the others (SQLite's busy handler, polling in no order, starved some
+    writers past that; the writer lock serves them in turn)."""
+    workers, rounds = 6, 15
+    engine = create_engine_for(
+        copy_sqlite(sqlite_template, tmp_path), busy_timeout_ms=300, pool_size=workers
+    )
+    make = SqlUnitOfWorkFactory(engine)
+    try:
+        world = await seed(make)
+        chats = [conversation(world, phone(n)) for n in range(workers)]
+        async with make() as uow:
+            await uow.conversations.save_many(chats)
+            await uow.commit()
+        failures: list[Exception] = []
+
+        async def worker(n: int) -> None:
+            for _ in range(rounds):
+                try:
+                    async with make() as uow:
+                        chat = await uow.conversations.get(chats[n].id)
+                        assert chat is not None
+                        chat.unread_count += 1
+                        await uow.conversations.save(chat)
+                        await asyncio.sleep(0.005)  # the transaction stays open meanwhile
+                        assert await uow.sessions.get(world.session_id) is not None
+                        await uow.conversations.save(chat)
+                        await uow.commit()
+                except OperationalError as exc:
+                    failures.append(exc)
+
+        await asyncio.wait_for(asyncio.gather(*(worker(n) for n in range(workers))), 30)
+        assert failures == []
+        async with make() as uow:
+            stored = [await uow.conversations.get(chat.id) for chat in chats]
+        assert [chat.unread_count if chat else None for chat in stored] == [rounds] * workers
+    finally:
+        await engine.dispose()
+
+
+async def test_a_writer_never_holds_up_readers(engine: AsyncEngine) -> None:
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    chat = conversation(world, phone(1))
+    async with make() as writer:
+        await writer.conversations.save(chat)  # a transaction writing, not yet committed
+
+        async def read() -> bool:
+            async with make() as reader:
+                return await reader.conversations.get(chat.id) is not None
+
+        assert await asyncio.wait_for(read(), 2) is False  # the last commit, at once
+        await writer.commit()
+    assert await read() is True
+
+
+async def test_a_sqlite_writer_waits_at_most_the_busy_timeout_then_fails_as_sqlite_does(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path), busy_timeout_ms=100)
+    make = SqlUnitOfWorkFactory(engine)
+    try:
+        world = await seed(make)
+        first, second = conversation(world, phone(1)), conversation(world, phone(2))
+
+        async def write(chat: Conversation) -> None:
+            async with make() as uow:
+                await uow.conversations.save(chat)
+                await uow.commit()
+
+        async def fail_while_holding() -> None:
+            async with make() as holder:
+                await holder.conversations.save(first)
+                with pytest.raises(OperationalError, match="database is locked"):
+                    await asyncio.wait_for(write(second), 5)
+                raise RuntimeError("the holder fails: its unit of work rolls back")
+
+        with pytest.raises(RuntimeError, match="the holder fails"):
+            await fail_while_holding()
+        await asyncio.wait_for(write(second), 5)  # the rollback let the writers go on
+        async with make() as uow:
+            assert await uow.conversations.get(first.id) is None
             assert await uow.conversations.get(second.id) is not None
     finally:
         await engine.dispose()

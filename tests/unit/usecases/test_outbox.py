@@ -393,6 +393,36 @@ async def test_a_failing_pass_is_logged_and_tried_again_later(
     await worker.stop()
 
 
+async def test_failing_passes_are_tried_again_soon_then_less_and_less_often(
+    world: World,
+) -> None:
+    failing = [4]
+    passes: list[datetime] = []
+
+    class Flaky(DeliverOutbox):
+        async def __call__(self, command: DeliverCommand) -> DeliveryReport:
+            passes.append(world.clock.now())
+            if failing[0]:
+                failing[0] -= 1
+                raise RuntimeError("database is locked")
+            return await super().__call__(command)
+
+    d = world.deliver
+    flaky = Flaky(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
+    worker = OutboxWorker(flaky, world.clock, world.wake, error_pause=0.3, first_error_pause=0.1)
+    worker.start()
+    await world.clock.advance(60)
+    # Four failures, then a good pass; the outbox is empty, so the worker waits to be woken.
+    assert [(b - a).total_seconds() for a, b in pairwise(passes)] == [0.1, 0.2, 0.3, 0.3]
+    failing[0] = 2
+    del passes[:]
+    worker.wake_up()
+    await world.clock.advance(60)
+    # The good pass started the back-off again.
+    assert [(b - a).total_seconds() for a, b in pairwise(passes)] == [0.1, 0.2]
+    await worker.stop()
+
+
 async def test_replies_and_reactions_in_a_group_name_the_member_they_answer(
     world: World,
 ) -> None:

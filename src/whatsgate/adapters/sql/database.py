@@ -4,25 +4,84 @@ SQLite (through aiosqlite) is the default: one file in the data directory, WAL j
 readers never wait for the writer, foreign keys on, a busy timeout instead of instant "database
 is locked" errors, ``synchronous=NORMAL`` (safe with WAL). PostgreSQL (through asyncpg) when the
 URL says so.
+
+SQLite lets one transaction write at a time. Writers of this process queue on a ``WriterLock``
+(one per engine), first come first served, each woken the moment the one before it ends;
+SQLite's busy handler, which polls with sleeps of up to 100 ms in no order, is left to writers
+in other processes. See "Transactions and events" in docs/architecture.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+#: How long a SQLite writer waits for the one before it, then fails "database is locked".
 BUSY_TIMEOUT_MS = 5_000
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous=NORMAL",
 )
+
+
+class WriterLock:
+    """One writing transaction at a time on a SQLite database, for this process's writers.
+
+    A unit of work takes it before its first write statement (where SQLite's deferred
+    transaction takes the database's write lock) and gives it back when it commits or rolls
+    back. Waiters are served in arrival order and resume as soon as the holder is done.
+    Waiting longer than ``timeout`` seconds fails as SQLite does when its busy timeout runs out.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = asyncio.Lock()
+
+    @property
+    def held(self) -> bool:
+        return self._lock.locked()
+
+    async def acquire(self) -> None:
+        if not self._lock.locked():
+            await self._lock.acquire()  # free: taken at once, nothing is awaited
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._lock.acquire()
+        except TimeoutError as exc:
+            locked = sqlite3.OperationalError("database is locked")
+            raise OperationalError(
+                "-- waiting for this process's other SQLite writer", None, locked
+            ) from exc
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+_writers: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
+
+
+def writer_lock(engine: AsyncEngine) -> WriterLock | None:
+    """The engine's ``WriterLock`` if it is on SQLite; None on other databases, which let
+    transactions write concurrently."""
+    if engine.dialect.name != "sqlite":
+        return None
+    sync_engine = engine.sync_engine
+    writer = _writers.get(sync_engine)
+    if writer is None:
+        writer = _writers[sync_engine] = WriterLock(BUSY_TIMEOUT_MS / 1000)
+    return writer
 
 
 def sqlite_url(data_dir: str | Path) -> str:
@@ -41,9 +100,12 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
-    """An ``AsyncEngine`` for ``url``; SQLite connections get whatsgate's pragmas and the
-    parent directory of the file is created if missing."""
+def create_engine_for(
+    url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, **kwargs: Any
+) -> AsyncEngine:
+    """An ``AsyncEngine`` for ``url``; SQLite connections get whatsgate's pragmas, writers wait
+    up to ``busy_timeout_ms`` for each other, and the parent directory of the file is created
+    if missing."""
     url = async_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -53,14 +115,16 @@ def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, **kwargs)
-    event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
+    pragmas = functools.partial(_apply_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms)
+    event.listen(engine.sync_engine, "connect", pragmas)
+    _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
     return engine
 
 
-def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in (*_SQLITE_PRAGMAS, f"PRAGMA busy_timeout={int(busy_timeout_ms)}"):
             cursor.execute(pragma)
     finally:
         cursor.close()

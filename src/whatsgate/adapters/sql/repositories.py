@@ -103,6 +103,8 @@ class _Repository:
     async def _execute(
         self, statement: Executable, rows: Sequence[dict[str, Any]] | None = None
     ) -> Result[Any]:
+        if statement.is_dml:
+            await self._uow.before_write()
         try:
             if rows is None:
                 return await self._conn.execute(statement)

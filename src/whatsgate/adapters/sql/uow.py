@@ -3,6 +3,11 @@
 Leaving the block without ``await uow.commit()`` rolls back everything it wrote. Staged domain
 events are written by ``commit``, in the same transaction as the change that caused them; then
 ``on_commit`` (if any) wakes whoever hands the log to socket.io and webhooks.
+
+On SQLite the transaction begins at the first write statement (the driver's deferred
+``BEGIN``; reads before it see the last commit and hold no lock). Just before that statement
+the unit of work takes the database's ``WriterLock`` and holds it to commit or rollback, so the
+process's writers queue in order instead of polling SQLite's lock.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from whatsgate.adapters.sql.database import writer_lock
 from whatsgate.adapters.sql.repositories import (
     SqlApiKeys,
     SqlContacts,
@@ -33,6 +39,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.engine = engine
         self.on_commit = on_commit
         self._connection: AsyncConnection | None = None
+        self._writer = writer_lock(engine)
+        self._writing = False
         self.organizations = SqlOrganizations(self)
         self.users = SqlUsers(self)
         self.api_keys = SqlApiKeys(self)
@@ -57,6 +65,19 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection = await self.engine.connect()
         return self
 
+    async def before_write(self) -> None:
+        """Called by the repositories before each write statement: on SQLite, the first one
+        waits for the process's other writers (``WriterLock``)."""
+        if self._writer is not None and not self._writing:
+            await self._writer.acquire()
+            self._writing = True
+
+    def _end_write(self) -> None:
+        if self._writing:
+            self._writing = False
+            if self._writer is not None:
+                self._writer.release()
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -73,12 +94,16 @@ class SqlUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         wrote_events = await self.events.write_staged()
         await self.connection.commit()
+        self._end_write()  # on failure, the rollback that follows gives it back
         if wrote_events and self.on_commit is not None:
             self.on_commit()
 
     async def rollback(self) -> None:
         self.events.staged.clear()
-        await self.connection.rollback()
+        try:
+            await self.connection.rollback()
+        finally:
+            self._end_write()
 
 
 class SqlUnitOfWorkFactory(UnitOfWorkFactory):
