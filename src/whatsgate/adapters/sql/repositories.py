@@ -29,10 +29,11 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from whatsgate.adapters.sql import mapping, tables
+from whatsgate.adapters.sql import mapping, tables, types
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.errors import AlreadyExists
@@ -366,6 +367,29 @@ class SqlConversations(_Repository, ConversationRepository):
         return Page(page, next_cursor)
 
 
+@functools.lru_cache(maxsize=32)
+def _insert_new_messages_sql(dialect: Dialect, rows: int) -> str:
+    """The text of ``SqlMessages.add_new``'s statement for ``rows`` rows, in the dialect's
+    placeholders (``?`` on SQLite, ``$n`` on PostgreSQL)."""
+    preparer = dialect.identifier_preparer
+    names = mapping.MESSAGE_COLUMNS
+    width = len(names)
+    if dialect.name == "postgresql":
+        values = ", ".join(
+            "(" + ", ".join(f"${row * width + i + 1}" for i in range(width)) + ")"
+            for row in range(rows)
+        )
+    else:
+        values = ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
+    table = preparer.format_table(tables.messages)
+    columns = ", ".join(preparer.quote(name) for name in names)
+    conflict = ", ".join(preparer.quote(name) for name in ("session_id", "wa_id"))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES {values}"
+        f" ON CONFLICT ({conflict}) DO NOTHING RETURNING {preparer.quote('id')}"
+    )
+
+
 class SqlMessages(_Repository, MessageRepository):
     t = tables.messages
 
@@ -382,15 +406,34 @@ class SqlMessages(_Repository, MessageRepository):
         await self._upsert(self.t, [mapping.message_row(message)])
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
+        """One ``INSERT … ON CONFLICT (session_id, wa_id) DO NOTHING RETURNING id`` of many
+        rows per statement, its values made driver-ready by ``mapping.message_params`` and
+        handed to the driver as they are: the same rows as a Core insert, without its
+        per-row, per-column bind processing (half the CPU of a history import)."""
         if not messages:
             return []
-        stmt = (
-            self._insert(self.t)
-            .on_conflict_do_nothing(index_elements=[self.t.c.session_id, self.t.c.wa_id])
-            .returning(self.t.c.id)
+        conn = self._conn
+        dialect = conn.dialect
+        time = types.as_utc if dialect.name == "postgresql" else types.sqlite_text
+        width = len(mapping.MESSAGE_COLUMNS)
+        per_statement = max(
+            1,
+            min(
+                dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // width
+            ),
         )
-        result = await self._execute(stmt, [mapping.message_row(m) for m in messages])
-        inserted = set(result.scalars().all())
+        params = mapping.message_params
+        inserted: set[str] = set()
+        await self._uow.before_write()
+        for low in range(0, len(messages), per_statement):
+            page = messages[low : low + per_statement]
+            sql = _insert_new_messages_sql(dialect, len(page))
+            values = tuple([v for m in page for v in params(m, time)])
+            try:
+                result = await conn.exec_driver_sql(sql, values)
+            except IntegrityError as exc:
+                raise AlreadyExists(str(exc.orig)) from exc
+            inserted.update(result.scalars().all())
         return [m for m in messages if m.id in inserted]
 
     async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]:

@@ -1,0 +1,112 @@
+"""``SqlMessages.add_new`` hands the driver values it prepared itself (no Core bind
+processing): the rows it stores must be exactly those the Core path (``save``) stores, on each
+database, so reads, sorting and comparisons cannot tell them apart."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import String, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.contract.builders import at, full_messages, message, seed
+from whatsgate.adapters.sql import tables
+from whatsgate.adapters.sql.types import UtcDateTime, sqlite_text
+from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
+from whatsgate.domain.ids import new_id
+from whatsgate.domain.message import Message, MessageKind
+
+
+def _shapes(world: Any) -> list[Message]:
+    """Every shape of message, with times aware in UTC, aware elsewhere, naive, and on a
+    whole second (no microseconds)."""
+    minus_three = timezone(timedelta(hours=-3))
+    return [
+        *full_messages(world, "c1"),
+        message(world, "c1", "PLAIN", at(5)),
+        message(world, "c1", None, at(6), sender=None, text=None, kind=MessageKind.STICKER),
+        message(world, "c1", "ELSEWHERE", at(7).astimezone(minus_three)),
+        message(world, "c1", "NAIVE", datetime(2026, 3, 4, 5, 6, 7, 1)),
+        message(world, "c1", "WHOLE", datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)),
+        message(world, "c1", "OLD", datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
+    ]
+
+
+def _twin(m: Message, suffix: str) -> Message:
+    """The same message under another id and WhatsApp id."""
+    copy = dataclasses.replace(m, id=new_id(), wa_id=None if m.wa_id is None else m.wa_id + suffix)
+    copy.reactions = dict(m.reactions)
+    return copy
+
+
+async def _stored(engine: AsyncEngine) -> dict[str | None, tuple[Any, ...]]:
+    """Every stored message as the database holds it (as text), by WhatsApp id, without the
+    columns that differ by construction (id, wa_id)."""
+    t = tables.messages
+    kept = [c for c in t.c if c.name not in ("id", "wa_id")]
+    stmt = select(t.c.wa_id, *(type_coerce(c, String).label(c.name) for c in kept))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def test_add_new_stores_the_rows_the_core_path_stores(engine: AsyncEngine) -> None:
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    shapes = _shapes(world)
+    by_core = [_twin(m, "-core") for m in shapes]
+    async with make() as uow:
+        assert len(await uow.messages.add_new(shapes)) == len(shapes)
+        for m in by_core:
+            await uow.messages.save(m)
+        await uow.commit()
+
+    stored = await _stored(engine)
+    for m in shapes:
+        if m.wa_id is not None:
+            assert stored[m.wa_id] == stored[m.wa_id + "-core"], m.wa_id
+
+    def read(m: Message | None) -> dict[str, Any]:
+        assert m is not None
+        return {k: v for k, v in dataclasses.asdict(m).items() if k not in ("id", "wa_id")}
+
+    async with make() as uow:
+        for m, twin in zip(shapes, by_core, strict=True):
+            assert read(await uow.messages.get(m.id)) == read(await uow.messages.get(twin.id))
+
+
+async def test_add_new_spans_several_statements(engine: AsyncEngine) -> None:
+    """More rows than one statement takes (1,000): every page is inserted, and what is already
+    stored is skipped in every page."""
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    many = [message(world, "c1", f"W{i:05d}", at(i)) for i in range(2_100)]
+    async with make() as uow:
+        first = await uow.messages.add_new(many[::2])
+        await uow.commit()
+    assert len(first) == 1_050
+    async with make() as uow:
+        second = await uow.messages.add_new(many)
+        await uow.commit()
+    assert [m.wa_id for m in second] == [m.wa_id for m in many[1::2]]
+
+
+def test_sqlite_text_is_what_utc_datetime_stores() -> None:
+    """The text written by the bulk insert equals UtcDateTime's bind value as SQLite's
+    DATETIME formats it."""
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    bind = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    values = [
+        datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC),
+        datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        datetime(2026, 3, 4, 5, 6, 7, 1),
+        datetime(2026, 3, 4, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-3))),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    ]
+    for value in values:
+        assert sqlite_text(value) == bind(value)
