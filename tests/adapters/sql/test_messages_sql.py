@@ -8,6 +8,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from sqlalchemy import String, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -77,20 +78,28 @@ async def test_add_new_stores_the_rows_the_core_path_stores(engine: AsyncEngine)
             assert read(await uow.messages.get(m.id)) == read(await uow.messages.get(twin.id))
 
 
-async def test_add_new_spans_several_statements(engine: AsyncEngine) -> None:
-    """More rows than one statement takes (1,000): every page is inserted, and what is already
-    stored is skipped in every page."""
+async def test_pages_of_statements(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More rows or ids than one statement takes (the dialect's limit on parameters, made
+    small here): every page is written and read, and what is stored already is skipped in
+    every page."""
+    monkeypatch.setattr(engine.dialect, "insertmanyvalues_max_parameters", 3 * 26 + 1)
     make = SqlUnitOfWorkFactory(engine)
     world = await seed(make)
-    many = [message(world, "c1", f"W{i:05d}", at(i)) for i in range(2_100)]
+    many = [message(world, "c1", f"W{i:05d}", at(i)) for i in range(200)]
+    wa_ids = [m.wa_id or "" for m in many]
     async with make() as uow:
         first = await uow.messages.add_new(many[::2])
         await uow.commit()
-    assert len(first) == 1_050
+    assert len(first) == 100
     async with make() as uow:
+        assert await uow.messages.existing_wa_ids(world.session_id, wa_ids) == set(wa_ids[::2])
         second = await uow.messages.add_new(many)
         await uow.commit()
-    assert [m.wa_id for m in second] == [m.wa_id for m in many[1::2]]
+    assert [m.wa_id for m in second] == wa_ids[1::2]
+    async with make() as uow:
+        assert await uow.messages.existing_wa_ids(world.session_id, [*wa_ids, "nope"]) == set(
+            wa_ids
+        )
 
 
 def test_sqlite_text_is_what_utc_datetime_stores() -> None:

@@ -332,16 +332,15 @@ MESSAGE_COLUMNS = (
 )
 
 
-def _json_or_null(value: Values | None) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def message_params(m: Message, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+def message_params(m: Message, time: Callable[[datetime], Any], created_at: Any) -> tuple[Any, ...]:
     """The values of ``message_row`` as the driver takes them, in ``MESSAGE_COLUMNS`` order:
     what the columns' bind processing would make of them (JIDs as text, JSON serialized,
     ``time`` applied to every datetime), done here so a bulk insert can skip that per-row
-    work (``SqlMessages.add_new``). A test holds it to the Core path row for row."""
+    work (``SqlMessages.add_new``). ``created_at`` is ``time(m.created_at)``, given by the
+    caller: the messages of one unit of work share it. A test holds the result to the Core
+    path, row for row."""
     sender, sender_alt, reactions = m.sender, m.sender_alt, m.reactions
+    media, location, contact, poll = m.media, m.location, m.contact, m.poll
     edited_at, revoked_at = m.edited_at, m.revoked_at
     return (
         m.id,
@@ -356,10 +355,10 @@ def message_params(m: Message, time: Callable[[datetime], Any]) -> tuple[Any, ..
         str(m.direction),
         str(m.kind),
         m.text,
-        _json_or_null(_media(m.media)),
-        _json_or_null(_location(m.location)),
-        _json_or_null(_contact_card(m.contact)),
-        _json_or_null(_poll(m.poll)),
+        None if media is None else json.dumps(_media(media)),
+        None if location is None else json.dumps(_location(location)),
+        None if contact is None else json.dumps(_contact_card(contact)),
+        None if poll is None else json.dumps(_poll(poll)),
         m.quoted_wa_id,
         m.target_wa_id,
         m.unsupported_type,
@@ -369,7 +368,7 @@ def message_params(m: Message, time: Callable[[datetime], Any]) -> tuple[Any, ..
         time(m.timestamp),
         str(m.status),
         m.status_error,
-        time(m.created_at),
+        created_at,
     )
 
 

@@ -390,6 +390,21 @@ def _insert_new_messages_sql(dialect: Dialect, rows: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _existing_wa_ids_sql(dialect: Dialect, count: int) -> str:
+    """The text of ``SqlMessages.existing_wa_ids``'s statement for ``count`` ids."""
+    preparer = dialect.identifier_preparer
+    if dialect.name == "postgresql":
+        session, ids = "$1", ", ".join(f"${i + 2}" for i in range(count))
+    else:
+        session, ids = "?", ", ".join("?" * count)
+    wa_id = preparer.quote("wa_id")
+    return (
+        f"SELECT {wa_id} FROM {preparer.format_table(tables.messages)}"
+        f" WHERE {preparer.quote('session_id')} = {session} AND {wa_id} IN ({ids})"
+    )
+
+
 class SqlMessages(_Repository, MessageRepository):
     t = tables.messages
 
@@ -424,24 +439,40 @@ class SqlMessages(_Repository, MessageRepository):
         )
         params = mapping.message_params
         inserted: set[str] = set()
+        created: tuple[datetime | None, Any] = (None, None)
         await self._uow.before_write()
         for low in range(0, len(messages), per_statement):
             page = messages[low : low + per_statement]
+            values: list[Any] = []
+            for m in page:
+                if m.created_at is not created[0]:
+                    created = (m.created_at, time(m.created_at))
+                values.extend(params(m, time, created[1]))
             sql = _insert_new_messages_sql(dialect, len(page))
-            values = tuple([v for m in page for v in params(m, time)])
             try:
-                result = await conn.exec_driver_sql(sql, values)
+                result = await conn.exec_driver_sql(sql, tuple(values))
             except IntegrityError as exc:
                 raise AlreadyExists(str(exc.orig)) from exc
             inserted.update(result.scalars().all())
         return [m for m in messages if m.id in inserted]
 
     async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]:
+        """One ``SELECT`` per page of (distinct) ids, its text built once per size and sent
+        to the driver as it is: a chunk's 500 ids made SQLAlchemy expand and bind-process
+        an ``IN`` list on every call."""
         if not wa_ids:
             return set()
-        c = self.t.c
-        stmt = select(c.wa_id).where(c.session_id == session_id, c.wa_id.in_(set(wa_ids)))
-        return {wa_id for (wa_id,) in await self._all(stmt)}
+        conn = self._conn
+        dialect = conn.dialect
+        distinct = list(dict.fromkeys(wa_ids))
+        per_statement = max(1, dialect.insertmanyvalues_max_parameters - 1)
+        found: set[str] = set()
+        for low in range(0, len(distinct), per_statement):
+            page = distinct[low : low + per_statement]
+            sql = _existing_wa_ids_sql(dialect, len(page))
+            result = await conn.exec_driver_sql(sql, (session_id, *page))
+            found.update(result.scalars().all())
+        return found
 
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
