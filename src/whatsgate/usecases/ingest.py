@@ -203,10 +203,14 @@ class MessageIngestion:
         if incoming.chat.server == BROADCAST_SERVER:
             log.debug("session %s: status/broadcast message %s ignored", session_id, incoming.wa_id)
             return _IGNORED
-        session = await self.session(session_id)
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = await self.session(session_id)
         if incoming.is_edit or incoming.is_revoke:
             return await self._change_target(session, incoming)
-        known = self._known.setdefault(session_id, set())
+        known = self._known.get(session_id)
+        if known is None:
+            known = self._known[session_id] = set()
         if incoming.wa_id in known:
             return _IGNORED
         if session_id not in self._prefetched and await self.uow.messages.existing_wa_ids(
@@ -249,15 +253,13 @@ class MessageIngestion:
     def _message(
         self, session: Session, conversation: Conversation, incoming: IncomingMessage
     ) -> Message:
-        sender = incoming.sender
+        from_me, kind, sender = incoming.from_me, incoming.kind, incoming.sender
         if sender is None:
             sender = (
-                session.jid
-                if incoming.from_me
-                else (None if conversation.is_group else conversation.chat)
+                session.jid if from_me else (None if conversation.is_group else conversation.chat)
             )
         unsupported = incoming.unsupported_type
-        if incoming.kind is MessageKind.UNSUPPORTED and not unsupported:
+        if kind is MessageKind.UNSUPPORTED and not unsupported:
             unsupported = "unknown"
         return Message(
             organization_id=session.organization_id,
@@ -267,9 +269,9 @@ class MessageIngestion:
             chat=conversation.chat,
             sender=sender,
             sender_alt=incoming.sender_alt,
-            push_name=None if incoming.from_me else incoming.push_name,
-            direction=Direction.OUT if incoming.from_me else Direction.IN,
-            kind=incoming.kind,
+            push_name=None if from_me else incoming.push_name,
+            direction=Direction.OUT if from_me else Direction.IN,
+            kind=kind,
             text=incoming.text,
             media=incoming.media,
             location=incoming.location,
@@ -279,7 +281,7 @@ class MessageIngestion:
             target_wa_id=incoming.target_wa_id,
             unsupported_type=unsupported,
             timestamp=incoming.timestamp,
-            status=MessageStatus.SENT if incoming.from_me else MessageStatus.RECEIVED,
+            status=MessageStatus.SENT if from_me else MessageStatus.RECEIVED,
             created_at=self.now,
         )
 

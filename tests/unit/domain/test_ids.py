@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -16,3 +17,21 @@ def test_ids_are_canonical_uuid7_strings_in_creation_order() -> None:
         assert str(parsed) == text  # canonical lower-case 8-4-4-4-12
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
         assert before_ms <= parsed.int >> 80 <= after_ms + 1
+
+
+def test_a_forked_child_draws_its_own_random_bits() -> None:
+    """Random bits are drawn from the OS in batches; a child forked mid-batch must not hand
+    out the bits its parent will."""
+    new_id()  # a batch drawn and started in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = new_id()
+    assert len(child) == 36
+    assert child[19:] != parent[19:]  # variant and 62 random bits
