@@ -9,6 +9,10 @@ Measured: ``ImportHistory`` on the SQL unit of work (aiosqlite, migrated schema)
 WhatsApp's history sync hands them (conversation after conversation): contacts,
 conversations, messages and events are written, 500 messages per transaction.
 
+Two diagnostics, not targets, say where the floor is: the reference's rows through SQLAlchemy
+Core + aiosqlite (``framework_floor``), and raw sqlite3 writing the import's own 26-column
+rows into whatsgate's schema, with its indexes and foreign keys (``schema_floor``).
+
 Targets: ≥ 25,000 msgs/s and ≥ 0.30x the reference.
 """
 
@@ -115,6 +119,80 @@ async def framework_floor(n: int) -> float:
     return n / elapsed
 
 
+#: The columns of a stored message, as the import writes them.
+MESSAGE_COLUMNS = (
+    "id, organization_id, session_id, conversation_id, wa_id, chat, sender, sender_alt,"
+    " push_name, direction, kind, text, media, location, contact, poll, quoted_wa_id,"
+    " target_wa_id, unsupported_type, reactions, edited_at, revoked_at, timestamp, status,"
+    " status_error, created_at"
+)
+
+
+async def schema_floor(n: int) -> float:
+    """Not a target, a diagnostic: raw sqlite3 ``executemany`` of the message rows an import
+    of n stores (26 columns, the texts the import writes), 500 per transaction, into
+    whatsgate's migrated schema (its indexes and foreign keys) with whatsgate's pragmas.
+    Returns rows/s: the ceiling of SQLite itself for these rows, with no Python above the
+    driver."""
+    from whatsgate.adapters.sql.database import create_engine_for
+    from whatsgate.adapters.sql.migrations import migrate
+    from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
+
+    with scratch_dir("schema") as tmp:
+        path = tmp / "whatsgate.db"
+        await migrate(sqlite_url(path))
+        engine = create_engine_for(sqlite_url(path))
+        try:
+            session_id = await seed_session(SqlUnitOfWorkFactory(engine))
+        finally:
+            await engine.dispose()
+        db = sqlite_connect(path)
+        (organization_id,) = db.execute(
+            "SELECT organization_id FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        created = "2026-11-22 10:00:00.000000"
+        rows = [
+            (
+                f"01900000-0000-7000-8000-{i:012x}",
+                organization_id,
+                session_id,
+                f"conv-{i // PER_CHAT:06d}",
+                f"3EB0{i:016X}",
+                f"{phone(i // PER_CHAT)}@s.whatsapp.net",
+                f"{phone(i // PER_CHAT)}@s.whatsapp.net",
+                None,
+                f"Contact {i // PER_CHAT}",
+                "in",
+                "text",
+                f"message number {i}: hello there, how are you?",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "{}",
+                None,
+                None,
+                f"2026-11-21 10:{i % 60:02d}:00.000000",
+                "received",
+                None,
+                created,
+            )
+            for i in range(n)
+        ]
+        sql = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 26)})"
+        start = time.perf_counter()
+        for i in range(0, n, CHUNK):
+            db.execute("BEGIN")
+            db.executemany(sql, rows[i : i + CHUNK])
+            db.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        db.close()
+    return n / elapsed
+
+
 async def measured(n: int) -> float:
     """ImportHistory of one batch of n messages. Returns messages/s."""
     from whatsgate.adapters.clock import SystemClock
@@ -162,6 +240,7 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         figures = {"reference_rows_per_s": reference(n)}
         if why_not is None:
             figures["sqlalchemy_core_rows_per_s"] = asyncio.run(framework_floor(n))
+            figures["sqlite_schema_rows_per_s"] = asyncio.run(schema_floor(n))
             figures["import_msgs_per_s"] = asyncio.run(measured(n))
         return figures
 
@@ -171,8 +250,10 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         results.notes.append(f"measured path skipped: {why_not}")
         return finish(results)
     results.add("sqlalchemy_core_rows_per_s", "/s", collected["sqlalchemy_core_rows_per_s"])
+    results.add("sqlite_schema_rows_per_s", "/s", collected["sqlite_schema_rows_per_s"])
     results.add("import_msgs_per_s", "/s", collected["import_msgs_per_s"])
     results.ratio("core_floor_ratio", "sqlalchemy_core_rows_per_s", "reference_rows_per_s")
+    results.ratio("schema_floor_ratio", "sqlite_schema_rows_per_s", "reference_rows_per_s")
     ratio = results.ratio("ratio", "import_msgs_per_s", "reference_rows_per_s")
     rate = results.median("import_msgs_per_s")
     results.check("≥ 25,000 msgs/s", rate, rate >= 25_000)
