@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.contract.builders import at, full_messages, message, seed
@@ -47,7 +47,7 @@ async def _stored(engine: AsyncEngine) -> dict[str | None, tuple[Any, ...]]:
     columns that differ by construction (id, wa_id)."""
     t = tables.messages
     kept = [c for c in t.c if c.name not in ("id", "wa_id")]
-    stmt = select(t.c.wa_id, *(type_coerce(c, String).label(c.name) for c in kept))
+    stmt = select(t.c.wa_id, *(cast(c, Text).label(c.name) for c in kept))
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return {row[0]: tuple(row[1:]) for row in rows}
