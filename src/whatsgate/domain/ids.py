@@ -15,17 +15,19 @@ _last_ms = -1
 _counter = 0
 #: The first 14 characters of every id of ``_last_ms``: its 48 bits and the version, ``7``.
 _prefix = ""
-#: Random bytes from ``os.urandom``, taken 8 at a time: one system call per 512 ids (on a
-#: busy machine the call per id was a tenth of a history import's message construction).
-_POOL_SIZE = 8 * 512
-_pool = b""
+#: Random bits from ``os.urandom`` as hex digits, 16 per id: one system call per 512 ids (on
+#: a busy machine the call per id was a tenth of a history import's message construction).
+_POOL_SIZE = 16 * 512
+_pool = ""
 _taken = _POOL_SIZE
+#: The variant digit (``10xx`` in binary) carrying two random bits of a random hex digit.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def _forget_pool() -> None:
-    """A forked child must not hand out the random bytes its parent will."""
+    """A forked child must not hand out the random bits its parent will."""
     global _pool, _taken
-    _pool, _taken = b"", _POOL_SIZE
+    _pool, _taken = "", _POOL_SIZE
 
 
 os.register_at_fork(after_in_child=_forget_pool)
@@ -53,10 +55,9 @@ def new_id() -> str:
             _last_ms = ms
         prefix, counter = _prefix, _counter
         if _taken >= _POOL_SIZE:
-            _pool, _taken = os.urandom(_POOL_SIZE), 0
-        rand = int.from_bytes(_pool[_taken : _taken + 8], "big")
-        _taken += 8
-    # The canonical 8-4-4-4-12 form, written directly: the variant (0b10) and 62 random bits
-    # make the last 16 hex digits.
-    tail = f"{rand & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000:016x}"
-    return f"{prefix}{counter:03x}-{tail[:4]}-{tail[4:]}"
+            _pool, _taken = os.urandom(_POOL_SIZE // 2).hex(), 0
+        rand = _pool[_taken : _taken + 16]
+        _taken += 16
+    # The canonical 8-4-4-4-12 form, written directly: the variant and 62 random bits make
+    # the last 16 hex digits.
+    return f"{prefix}{counter:03x}-{_VARIANT[rand[0]]}{rand[1:4]}-{rand[4:]}"
