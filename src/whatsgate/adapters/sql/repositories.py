@@ -392,16 +392,24 @@ def _insert_new_messages_sql(dialect: Dialect, rows: int) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _existing_wa_ids_sql(dialect: Dialect, count: int) -> str:
-    """The text of ``SqlMessages.existing_wa_ids``'s statement for ``count`` ids."""
+    """The text of ``SqlMessages.existing_wa_ids``'s statement for ``count`` ids. On
+    PostgreSQL the ids are one array parameter, joined as a table: an ``IN`` list (or
+    ``= ANY``) of 500 parameters is searched linearly for each row of a sequential scan, the
+    plan PostgreSQL takes for a table still young in its statistics, as a first history
+    import's is (125 ms a chunk at 20,000 rows). On SQLite an ``IN`` list."""
     preparer = dialect.identifier_preparer
-    if dialect.name == "postgresql":
-        session, ids = "$1", ", ".join(f"${i + 2}" for i in range(count))
-    else:
-        session, ids = "?", ", ".join("?" * count)
     wa_id = preparer.quote("wa_id")
+    table = preparer.format_table(tables.messages)
+    session_id = preparer.quote("session_id")
+    if dialect.name == "postgresql":
+        return (
+            f"SELECT m.{wa_id} FROM {table} AS m"
+            f" JOIN unnest($2::varchar[]) AS asked({wa_id}) ON m.{wa_id} = asked.{wa_id}"
+            f" WHERE m.{session_id} = $1"
+        )
     return (
-        f"SELECT {wa_id} FROM {preparer.format_table(tables.messages)}"
-        f" WHERE {preparer.quote('session_id')} = {session} AND {wa_id} IN ({ids})"
+        f"SELECT {wa_id} FROM {table}"
+        f" WHERE {session_id} = ? AND {wa_id} IN ({', '.join('?' * count)})"
     )
 
 
@@ -457,14 +465,17 @@ class SqlMessages(_Repository, MessageRepository):
         return [m for m in messages if m.id in inserted]
 
     async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]:
-        """One ``SELECT`` per page of (distinct) ids, its text built once per size and sent
-        to the driver as it is: a chunk's 500 ids made SQLAlchemy expand and bind-process
-        an ``IN`` list on every call."""
+        """One ``SELECT`` (on SQLite one per page of distinct ids), its text built once per
+        size and sent to the driver as it is: a chunk's 500 ids made SQLAlchemy expand and
+        bind-process an ``IN`` list on every call."""
         if not wa_ids:
             return set()
         conn = self._conn
         dialect = conn.dialect
         distinct = list(dict.fromkeys(wa_ids))
+        if dialect.name == "postgresql":
+            sql = _existing_wa_ids_sql(dialect, 0)
+            return set((await conn.exec_driver_sql(sql, (session_id, distinct))).scalars())
         per_statement = max(1, dialect.insertmanyvalues_max_parameters - 1)
         found: set[str] = set()
         for low in range(0, len(distinct), per_statement):
