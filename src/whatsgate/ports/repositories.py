@@ -10,7 +10,7 @@ commit as the change that caused them (the transactional outbox).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -270,6 +270,12 @@ class EventLog(Protocol):
         ...
 
     async def set_cursor(self, consumer: str, event_id: int) -> None: ...
+
+
+#: Called by a unit of work after each commit that stored events, with those events as stored
+#: (ids assigned, oldest first): how the event dispatcher learns what to hand out without
+#: reading it back from the log.
+CommitListener = Callable[[Sequence[StoredEvent]], None]
 
 
 class UnitOfWork(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -100,10 +100,10 @@ class World:
     def uow(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store, on_commit=self._committed)
 
-    def _committed(self) -> None:
+    def _committed(self, events: Sequence[StoredEvent]) -> None:
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
-            dispatcher.wake()
+            dispatcher.wake(events)
 
     def build(self) -> None:
         """(Re)build every use case object over the same store and engine: a "restart"."""

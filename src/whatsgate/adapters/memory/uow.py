@@ -27,6 +27,7 @@ from whatsgate.domain.session import Session
 from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
     ApiKeyRepository,
+    CommitListener,
     ContactRepository,
     ConversationQuery,
     ConversationRepository,
@@ -592,10 +593,10 @@ class _Tables:
 
 
 class MemoryUnitOfWork(UnitOfWork):
-    """A unit of work over a ``MemoryStore``. ``on_commit`` is called after each commit that
-    stored events (it wakes the event dispatcher)."""
+    """A unit of work over a ``MemoryStore``. ``on_commit`` is called with the events stored
+    after each commit that stored any (it wakes the event dispatcher)."""
 
-    def __init__(self, store: MemoryStore, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: MemoryStore, on_commit: CommitListener | None = None) -> None:
         self.store = store
         self.on_commit = on_commit
         self._reset()
@@ -648,25 +649,25 @@ class MemoryUnitOfWork(UnitOfWork):
         if self.deleted_sessions:
             store.events[:] = [e for e in store.events if e.session_id not in self.deleted_sessions]
         next_id = store.last_event_id + 1
-        wrote_events = bool(self.events.staged)
-        for offset, event in enumerate(self.events.staged):
-            store.events.append(
-                StoredEvent(
-                    id=next_id + offset,
-                    name=event.name,
-                    organization_id=event.organization_id,
-                    session_id=event.session_id,
-                    occurred_at=event.occurred_at,
-                    data=event.payload(),
-                    assignee_id=event.assignee_id,
-                )
+        stored = [
+            StoredEvent(
+                id=next_id + offset,
+                name=event.name,
+                organization_id=event.organization_id,
+                session_id=event.session_id,
+                occurred_at=event.occurred_at,
+                data=event.payload(),
+                assignee_id=event.assignee_id,
             )
-        store.last_event_id += len(self.events.staged)
+            for offset, event in enumerate(self.events.staged)
+        ]
+        store.events.extend(stored)
+        store.last_event_id += len(stored)
         store.cursors.update(self.events.staged_cursors)
         store.commits += 1
         self._reset()
-        if wrote_events and self.on_commit is not None:
-            self.on_commit()
+        if stored and self.on_commit is not None:
+            self.on_commit(stored)
 
     async def rollback(self) -> None:
         self._reset()

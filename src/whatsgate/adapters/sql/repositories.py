@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
     Executable,
+    Insert,
     Result,
     Select,
     String,
@@ -496,21 +497,22 @@ class SqlEventLog(_Repository, EventLog):
     def add(self, *events: DomainEvent) -> None:
         self.staged.extend(events)
 
-    async def write_staged(self) -> bool:
-        """Insert the staged events in one executemany; True if there were any.
+    async def write_staged(self) -> list[StoredEvent]:
+        """Insert the staged events in one statement; returns them as stored, with the ids the
+        database assigned, oldest first (the unit of work hands them to ``on_commit``).
 
         On PostgreSQL an advisory lock held to the end of the transaction makes ids become
         visible in the order they are assigned, so a reader of ``after(id)`` never skips an
         event that a slower transaction commits later with a smaller id.
         """
         if not self.staged:
-            return False
-        rows = [
+            return []
+        rows: list[dict[str, Any]] = [
             {
                 "name": e.name,
                 "organization_id": e.organization_id,
                 "session_id": e.session_id,
-                "occurred_at": e.occurred_at,
+                "occurred_at": _utc(e.occurred_at),
                 "data": e.payload(),
                 "assignee_id": e.assignee_id,
             }
@@ -518,9 +520,28 @@ class SqlEventLog(_Repository, EventLog):
         ]
         if self._dialect == "postgresql":
             await self._execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
-        await self._execute(self.t.insert(), rows)
+            ids = [int(row[0]) for row in await self._execute(_event_insert_statement(), rows)]
+        else:
+            # SQLite's RETURNING does not promise the order of the rows given, so SQLAlchemy
+            # would insert them one at a time. This transaction writes, so no other
+            # connection can insert before it commits, and AUTOINCREMENT gives one executemany
+            # consecutive ids: the last one says them all.
+            await self._execute(self.t.insert(), rows)
+            last = (await self._execute(select(func.last_insert_rowid()))).scalar_one()
+            ids = list(range(int(last) - len(rows) + 1, int(last) + 1))
         self.staged.clear()
-        return True
+        return [
+            StoredEvent(
+                id=event_id,
+                name=row["name"],
+                organization_id=row["organization_id"],
+                session_id=row["session_id"],
+                occurred_at=row["occurred_at"],
+                data=row["data"],
+                assignee_id=row["assignee_id"],
+            )
+            for event_id, row in zip(ids, rows, strict=True)
+        ]
 
     async def after(
         self,
@@ -552,6 +573,19 @@ class SqlEventLog(_Repository, EventLog):
     async def set_cursor(self, consumer: str, event_id: int) -> None:
         stmt = _cursor_upsert_statement(self._dialect)
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
+
+
+@functools.cache
+def _event_insert_statement() -> Insert:
+    """The events' ``INSERT … RETURNING id``, in the order of the rows given (on PostgreSQL,
+    SQLAlchemy's "insertmanyvalues": one multi-row statement per page of rows), built once."""
+    events = tables.events
+    return events.insert().returning(events.c.id, sort_by_parameter_order=True)
+
+
+def _utc(value: datetime) -> datetime:
+    """As the log gives a time back: aware, in UTC (naive means UTC already)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @functools.cache
