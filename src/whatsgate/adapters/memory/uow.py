@@ -185,6 +185,10 @@ class _Sessions(SessionRepository):
     async def get(self, session_id: str) -> Session | None:
         return self.t.get(session_id)
 
+    async def get_many(self, session_ids: Sequence[str]) -> list[Session]:
+        found = [s for s in (self.t.get(i) for i in set(session_ids)) if s is not None]
+        return sorted(found, key=lambda s: s.id)
+
     async def all(self, organization_id: str | None = None) -> list[Session]:
         found = [s for s in self.t.values() if organization_id in (None, s.organization_id)]
         return sorted(found, key=lambda s: s.id)
@@ -222,6 +226,15 @@ class _Contacts(ContactRepository):
         wanted = set(jids)
         found = self.t.where(
             lambda c: c.session_id == session_id and (c.jid in wanted or c.lid in wanted)
+        )
+        return sorted(found, key=lambda c: c.id)
+
+    async def get_many_of_sessions(
+        self, session_ids: Sequence[str], jids: Sequence[Jid]
+    ) -> list[Contact]:
+        sessions, wanted = set(session_ids), set(jids)
+        found = self.t.where(
+            lambda c: c.session_id in sessions and (c.jid in wanted or c.lid in wanted)
         )
         return sorted(found, key=lambda c: c.id)
 
@@ -276,6 +289,13 @@ class _Conversations(ConversationRepository):
     async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
         wanted = set(chats)
         found = self.t.where(lambda c: c.session_id == session_id and c.chat in wanted)
+        return sorted(found, key=lambda c: c.id)
+
+    async def get_many_by_chat_of_sessions(
+        self, session_ids: Sequence[str], chats: Sequence[Jid]
+    ) -> list[Conversation]:
+        sessions, wanted = set(session_ids), set(chats)
+        found = self.t.where(lambda c: c.session_id in sessions and c.chat in wanted)
         return sorted(found, key=lambda c: c.id)
 
     async def save(self, conversation: Conversation) -> None:
@@ -352,6 +372,16 @@ class _Messages(MessageRepository):
             m.wa_id
             for m in self.t.raw()
             if m.session_id == session_id and m.wa_id is not None and m.wa_id in wanted
+        }
+
+    async def existing_wa_ids_of_sessions(
+        self, session_ids: Sequence[str], wa_ids: Sequence[str]
+    ) -> set[tuple[str, str]]:
+        sessions, wanted = set(session_ids), set(wa_ids)
+        return {
+            (m.session_id, m.wa_id)
+            for m in self.t.raw()
+            if m.session_id in sessions and m.wa_id is not None and m.wa_id in wanted
         }
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:

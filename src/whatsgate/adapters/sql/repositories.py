@@ -215,6 +215,12 @@ class SqlSessions(_Repository, SessionRepository):
         row = await self._first(select(self.t).where(self.t.c.id == session_id))
         return mapping.to_session(row) if row else None
 
+    async def get_many(self, session_ids: Sequence[str]) -> list[Session]:
+        if not session_ids:
+            return []
+        stmt = select(self.t).where(self.t.c.id.in_(sorted(set(session_ids))))
+        return [mapping.to_session(r) for r in await self._all(stmt.order_by(self.t.c.id))]
+
     async def all(self, organization_id: str | None = None) -> list[Session]:
         stmt = select(self.t).order_by(self.t.c.id)
         if organization_id is not None:
@@ -259,6 +265,19 @@ class SqlContacts(_Repository, ContactRepository):
         for keys in _chunks(jids):
             stmt = select(self.t).where(
                 c.session_id == session_id, or_(c.jid.in_(keys), c.lid.in_(keys))
+            )
+            rows.update((row.id, row) for row in await self._all(stmt))
+        return [mapping.to_contact(rows[key]) for key in sorted(rows)]
+
+    async def get_many_of_sessions(
+        self, session_ids: Sequence[str], jids: Sequence[Jid]
+    ) -> list[Contact]:
+        c = self.t.c
+        sessions = sorted(set(session_ids))
+        rows: dict[str, Any] = {}
+        for keys in _chunks(jids) if sessions else ():
+            stmt = select(self.t).where(
+                c.session_id.in_(sessions), or_(c.jid.in_(keys), c.lid.in_(keys))
             )
             rows.update((row.id, row) for row in await self._all(stmt))
         return [mapping.to_contact(rows[key]) for key in sorted(rows)]
@@ -308,6 +327,17 @@ class SqlConversations(_Repository, ConversationRepository):
         rows: dict[str, Any] = {}
         for keys in _chunks(chats):
             stmt = select(self.t).where(c.session_id == session_id, c.chat.in_(keys))
+            rows.update((row.id, row) for row in await self._all(stmt))
+        return [mapping.to_conversation(rows[key]) for key in sorted(rows)]
+
+    async def get_many_by_chat_of_sessions(
+        self, session_ids: Sequence[str], chats: Sequence[Jid]
+    ) -> list[Conversation]:
+        c = self.t.c
+        sessions = sorted(set(session_ids))
+        rows: dict[str, Any] = {}
+        for keys in _chunks(chats) if sessions else ():
+            stmt = select(self.t).where(c.session_id.in_(sessions), c.chat.in_(keys))
             rows.update((row.id, row) for row in await self._all(stmt))
         return [mapping.to_conversation(rows[key]) for key in sorted(rows)]
 
@@ -400,6 +430,17 @@ class SqlMessages(_Repository, MessageRepository):
         c = self.t.c
         stmt = select(c.wa_id).where(c.session_id == session_id, c.wa_id.in_(set(wa_ids)))
         return {wa_id for (wa_id,) in await self._all(stmt)}
+
+    async def existing_wa_ids_of_sessions(
+        self, session_ids: Sequence[str], wa_ids: Sequence[str]
+    ) -> set[tuple[str, str]]:
+        if not session_ids or not wa_ids:
+            return set()
+        c = self.t.c
+        stmt = select(c.session_id, c.wa_id).where(
+            c.session_id.in_(sorted(set(session_ids))), c.wa_id.in_(sorted(set(wa_ids)))
+        )
+        return {(session_id, wa_id) for session_id, wa_id in await self._all(stmt)}
 
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
