@@ -118,6 +118,14 @@ async def test_on_commit_is_given_the_events_as_the_log_stores_them(backend: Bac
     # Ids, names, times (aware UTC), payloads and rooms: what a reader of the log would get.
     assert told == [stored[:2], stored[2:]]
     assert [e.id for e in stored] == sorted({e.id for e in stored})
+    # Many at once (more than one page of a multi-row INSERT): each id still its own event's.
+    async with make() as uow:
+        uow.events.add(*(synced(world, n) for n in range(1_200)))
+        await uow.commit()
+    async with backend.uow() as reader:
+        many = await reader.events.after(stored[-1].id, limit=2_000)
+    assert told[-1] == many
+    assert [e.data["count"] for e in many] == list(range(1_200))
 
 
 async def test_consumer_cursors(backend: Backend) -> None:

@@ -563,13 +563,12 @@ class SqlEventLog(_Repository, EventLog):
             await self._execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
             ids = [int(row[0]) for row in await self._execute(_event_insert_statement(), rows)]
         else:
-            # SQLite's RETURNING does not promise the order of the rows given, so SQLAlchemy
-            # would insert them one at a time. This transaction writes, so no other
-            # connection can insert before it commits, and AUTOINCREMENT gives one executemany
-            # consecutive ids: the last one says them all.
-            await self._execute(self.t.insert(), rows)
-            last = (await self._execute(select(func.last_insert_rowid()))).scalar_one()
-            ids = list(range(int(last) - len(rows) + 1, int(last) + 1))
+            # SQLite's RETURNING does not promise to list the rows in the order given (asked
+            # to, SQLAlchemy would insert them one at a time), but one multi-row INSERT takes
+            # its rows in order and AUTOINCREMENT gives each a larger id than the one before:
+            # sorted, the ids returned are the rows' ids in order.
+            result = await self._execute(_event_insert_statement(ordered=False), rows)
+            ids = sorted(int(row[0]) for row in result)
         self.staged.clear()
         return [
             StoredEvent(
@@ -617,11 +616,12 @@ class SqlEventLog(_Repository, EventLog):
 
 
 @functools.cache
-def _event_insert_statement() -> Insert:
-    """The events' ``INSERT … RETURNING id``, in the order of the rows given (on PostgreSQL,
-    SQLAlchemy's "insertmanyvalues": one multi-row statement per page of rows), built once."""
+def _event_insert_statement(*, ordered: bool = True) -> Insert:
+    """The events' ``INSERT … RETURNING id`` (SQLAlchemy's "insertmanyvalues": one multi-row
+    statement per page of rows), built once; ``ordered``: the ids listed in the order of the
+    rows given."""
     events = tables.events
-    return events.insert().returning(events.c.id, sort_by_parameter_order=True)
+    return events.insert().returning(events.c.id, sort_by_parameter_order=ordered)
 
 
 def _utc(value: datetime) -> datetime:
