@@ -45,7 +45,17 @@ async def test_each_statement_is_one_round_trip_and_answers_as_before(
             assert returned.scalar_one() == 4
             assert trips == ["_call", "_call", "_call"]  # one each, rows included
             await connection.commit()
+            assert trips[3:] == ["commit"]
+        trips.clear()
         async with engine.connect() as connection:
+            count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
+            assert count == 4
+            await connection.rollback()
+        # Reads open no transaction: neither the rollback nor the pool's on return cost a trip.
+        assert trips == ["_call"]
+        async with engine.connect() as connection:
+            await connection.execute(text("INSERT INTO t (b) VALUES ('five')"))
+            await connection.rollback()  # a write is rolled back, for real
             count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
             assert count == 4
             with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):

@@ -106,6 +106,25 @@ class OneHopConnection(aiosqlite.Connection):
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
 
+    async def rollback(self) -> None:
+        """Roll back, if a transaction is open: the pool rolls back every connection handed
+        back, most of them after a commit (nothing to roll back, no round trip then)."""
+        if self._idle():
+            return
+        await super().rollback()
+
+    async def commit(self) -> None:
+        """Commit, if a transaction is open (reads alone open none on SQLite's driver)."""
+        if self._idle():
+            return
+        await super().commit()
+
+    def _idle(self) -> bool:
+        # Only read between statements: SQLAlchemy awaits each call, so the connection's
+        # thread is not using the sqlite3 connection now.
+        connection = self._connection
+        return connection is not None and not connection.in_transaction
+
     async def run(self, fn: Any, *args: Any) -> Any:
         """``fn(sqlite3_connection, *args)`` on the connection's thread."""
         return await self._execute(_call, self, fn, args)  # type: ignore[no-untyped-call]
