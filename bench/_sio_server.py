@@ -104,7 +104,7 @@ async def _whatsgate(data_dir: str, sessions: int) -> tuple[Any, Any, list[str],
     await migrate(url)
     engine = create_engine_for(url)
     holder: dict[str, Any] = {}
-    uow = SqlUnitOfWorkFactory(engine, on_commit=lambda: holder["dispatcher"].wake())
+    uow = SqlUnitOfWorkFactory(engine, on_commit=lambda events: holder["dispatcher"].wake(events))
     clock = SystemClock()
     at = clock.now()
     organization = Organization(name="bench", created_at=at)

@@ -128,9 +128,9 @@ async def measured(n: int, producers: int, chats: int) -> float:
             publisher = CountingPublisher(n)
             dispatcher: EventDispatcher | None = None
 
-            def wake() -> None:
+            def wake(events: Any) -> None:
                 if dispatcher is not None:
-                    dispatcher.wake()
+                    dispatcher.wake(events)
 
             uow = SqlUnitOfWorkFactory(engine, on_commit=wake)
             session_id = await seed_session(uow)

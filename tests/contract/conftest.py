@@ -11,9 +11,9 @@ from tests.databases import PostgresSchema, copy_sqlite, empty_postgres
 from whatsgate.adapters.memory import MemoryStore, MemoryUnitOfWork
 from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
-from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from whatsgate.ports.repositories import CommitListener, UnitOfWork, UnitOfWorkFactory
 
-OnCommit = Callable[[], None]
+OnCommit = CommitListener
 
 
 class Backend:

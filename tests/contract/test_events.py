@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.contract.builders import World, add_session, at, seed
 from tests.contract.conftest import Backend
-from whatsgate.domain.events import ContactsSynced, HistorySyncProgress, QrIssued
+from whatsgate.domain.events import ContactsSynced, HistorySyncProgress, QrIssued, StoredEvent
 
 
 def synced(world: World, n: int) -> ContactsSynced:
@@ -83,7 +83,7 @@ async def test_after_filters_and_limit(backend: Backend) -> None:
 async def test_on_commit_is_called_after_commits_that_stored_events(backend: Backend) -> None:
     world = await seed(backend.uow)
     calls: list[int] = []
-    make = backend.factory(on_commit=lambda: calls.append(1))
+    make = backend.factory(on_commit=lambda events: calls.append(1))
     async with make() as uow:
         await uow.commit()  # nothing staged
         assert calls == []
@@ -95,6 +95,37 @@ async def test_on_commit_is_called_after_commits_that_stored_events(backend: Bac
             assert len(await reader.events.after(0)) == 1
         uow.events.add(synced(world, 2))
     assert len(calls) == 1  # left without commit
+
+
+async def test_on_commit_is_given_the_events_as_the_log_stores_them(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    told: list[list[StoredEvent]] = []
+    make = backend.factory(on_commit=lambda events: told.append(list(events)))
+    qr = QrIssued(
+        organization_id=world.org_id,
+        session_id=world.session_id,
+        occurred_at=at(1),
+        qr="2@xyz",
+        expires_at=at(60),
+    )
+    async with make() as uow:
+        uow.events.add(qr, synced(world, 2))
+        await uow.commit()
+        uow.events.add(synced(world, 3))
+        await uow.commit()
+    async with backend.uow() as reader:
+        stored = await reader.events.after(0)
+    # Ids, names, times (aware UTC), payloads and rooms: what a reader of the log would get.
+    assert told == [stored[:2], stored[2:]]
+    assert [e.id for e in stored] == sorted({e.id for e in stored})
+    # Many at once (more than one page of a multi-row INSERT): each id still its own event's.
+    async with make() as uow:
+        uow.events.add(*(synced(world, n) for n in range(1_200)))
+        await uow.commit()
+    async with backend.uow() as reader:
+        many = await reader.events.after(stored[-1].id, limit=2_000)
+    assert told[-1] == many
+    assert [e.data["count"] for e in many] == list(range(1_200))
 
 
 async def test_consumer_cursors(backend: Backend) -> None:

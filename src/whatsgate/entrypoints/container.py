@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,13 +35,14 @@ from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.adapters.webhooks import HttpxWebhookSender
 from whatsgate.domain.errors import FeatureUnavailable
+from whatsgate.domain.events import StoredEvent
 from whatsgate.domain.outbox import RetryPolicy
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.entrypoints.settings import Settings, token_secret
 from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import WhatsAppEngine
 from whatsgate.ports.media import MediaStore
-from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from whatsgate.ports.repositories import CommitListener, UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases.access import Access
 from whatsgate.usecases.auth import (
     Authenticate,
@@ -107,10 +108,11 @@ class CommitSignal:
 
     def __init__(self) -> None:
         self._listeners: set[asyncio.Event] = set()
-        self._callbacks: list[Callable[[], None]] = []
+        self._callbacks: list[CommitListener] = []
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Also call ``callback`` (the event dispatcher's ``wake``) on every such commit."""
+    def on_commit(self, callback: CommitListener) -> None:
+        """Also call ``callback`` (the event dispatcher's ``wake``) on every such commit, with
+        the events it stored."""
         self._callbacks.append(callback)
 
     def subscribe(self) -> asyncio.Event:
@@ -121,11 +123,11 @@ class CommitSignal:
     def unsubscribe(self, event: asyncio.Event) -> None:
         self._listeners.discard(event)
 
-    def __call__(self) -> None:
+    def __call__(self, events: Sequence[StoredEvent]) -> None:
         for event in self._listeners:
             event.set()
         for callback in self._callbacks:
-            callback()
+            callback(events)
 
 
 def token_ttl(settings: Settings) -> timedelta:

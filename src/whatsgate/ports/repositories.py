@@ -10,7 +10,7 @@ commit as the change that caused them (the transactional outbox).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -88,6 +88,10 @@ class SessionRepository(Protocol):
 
     async def get(self, session_id: str) -> Session | None: ...
 
+    async def get_many(self, session_ids: Sequence[str]) -> list[Session]:
+        """The sessions among ``session_ids`` that exist, by id; one query."""
+        ...
+
     async def all(self, organization_id: str | None = None) -> list[Session]:
         """Every session (of one organization, when given), oldest first."""
         ...
@@ -110,6 +114,13 @@ class ContactRepository(Protocol):
     async def get_many(self, session_id: str, jids: Sequence[Jid]) -> list[Contact]:
         """The contacts whose phone JID or LID is one of ``jids``, by id; one query (or a few,
         for many JIDs) in place of one ``get_by_jid`` each."""
+        ...
+
+    async def get_many_of_sessions(
+        self, session_ids: Sequence[str], jids: Sequence[Jid]
+    ) -> list[Contact]:
+        """The contacts of any of ``session_ids`` whose phone JID or LID is one of ``jids``, by
+        id: ``get_many`` for several sessions at once (a group of live messages)."""
         ...
 
     async def save(self, contact: Contact) -> None: ...
@@ -136,6 +147,13 @@ class ConversationRepository(Protocol):
         chats) in place of one ``get_by_chat`` each."""
         ...
 
+    async def get_many_by_chat_of_sessions(
+        self, session_ids: Sequence[str], chats: Sequence[Jid]
+    ) -> list[Conversation]:
+        """The conversations of any of ``session_ids`` with any of ``chats``, by id:
+        ``get_many_by_chat`` for several sessions at once."""
+        ...
+
     async def save(self, conversation: Conversation) -> None: ...
 
     async def save_many(self, conversations: Sequence[Conversation]) -> None: ...
@@ -158,6 +176,13 @@ class MessageRepository(Protocol):
         ...
 
     async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]: ...
+
+    async def existing_wa_ids_of_sessions(
+        self, session_ids: Sequence[str], wa_ids: Sequence[str]
+    ) -> set[tuple[str, str]]:
+        """``(session id, WhatsApp id)`` of the stored messages of any of ``session_ids`` with
+        any of ``wa_ids``: ``existing_wa_ids`` for several sessions at once."""
+        ...
 
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
@@ -270,6 +295,12 @@ class EventLog(Protocol):
         ...
 
     async def set_cursor(self, consumer: str, event_id: int) -> None: ...
+
+
+#: Called by a unit of work after each commit that stored events, with those events as stored
+#: (ids assigned, oldest first): how the event dispatcher learns what to hand out without
+#: reading it back from the log.
+CommitListener = Callable[[Sequence[StoredEvent]], None]
 
 
 class UnitOfWork(Protocol):

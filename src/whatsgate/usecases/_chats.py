@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from whatsgate.domain.conversation import Contact, Conversation
@@ -48,6 +48,37 @@ class ChatLookup:
                 session_id, list(chats)
             ):
                 self._conversations[(session_id, conversation.chat)] = conversation
+
+    async def load_sessions(self, wanted: Mapping[str, Iterable[Jid]]) -> None:
+        """``load`` for several sessions at once: one query per kind for all of them (a
+        group of live messages from many sessions)."""
+        asked = {
+            (session_id, jid)
+            for session_id, jids in wanted.items()
+            for jid in jids
+            if (session_id, jid) not in self._contacts
+        }
+        if asked:
+            found = await self.uow.contacts.get_many_of_sessions(
+                sorted({s for s, _ in asked}), list({j for _, j in asked})
+            )
+            for key in asked:
+                self._contacts[key] = None
+            for contact in reversed(found):  # as get_by_jid: the first by id wins
+                for jid in (contact.jid, contact.lid):
+                    if jid is not None and (contact.session_id, jid) in asked:
+                        self._contacts[(contact.session_id, jid)] = contact
+            asked.update((c.session_id, k) for c in found for k in (c.jid, c.lid) if k is not None)
+        chats = {key for key in asked if key not in self._conversations}
+        if chats:
+            for key in chats:
+                self._conversations[key] = None
+            for conversation in await self.uow.conversations.get_many_by_chat_of_sessions(
+                sorted({s for s, _ in chats}), list({j for _, j in chats})
+            ):
+                key = (conversation.session_id, conversation.chat)
+                if key in chats:
+                    self._conversations[key] = conversation
 
     async def contact(self, session_id: str, jid: Jid) -> Contact | None:
         """As ``ContactRepository.get_by_jid``."""

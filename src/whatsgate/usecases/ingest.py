@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -82,6 +82,34 @@ class MessageIngestion:
                 for jid in (m.chat, m.chat_alt, m.sender, m.sender_alt)
                 if jid is not None
             },
+        )
+
+    async def prefetch_sessions(self, groups: Mapping[str, Sequence[IncomingMessage]]) -> None:
+        """``prefetch`` for the messages of several sessions at once (a group of live
+        messages): the sessions, the known WhatsApp ids, the contacts and the conversations,
+        one query each for all of them."""
+        session_ids = sorted(groups)
+        for session in await self.uow.sessions.get_many(session_ids):
+            self._sessions.setdefault(session.id, session)
+        self._prefetched.update(session_ids)
+        stored = await self.uow.messages.existing_wa_ids_of_sessions(
+            session_ids, [m.wa_id for messages in groups.values() for m in messages]
+        )
+        for session_id in session_ids:
+            self._known.setdefault(session_id, set())
+        for session_id, wa_id in stored:
+            self._known[session_id].add(wa_id)
+        await self._lookup.load_sessions(
+            {
+                session_id: {
+                    jid
+                    for m in messages
+                    if m.wa_id not in self._known[session_id] and not (m.is_edit or m.is_revoke)
+                    for jid in (m.chat, m.chat_alt, m.sender, m.sender_alt)
+                    if jid is not None
+                }
+                for session_id, messages in groups.items()
+            }
         )
 
     async def prefetch_contacts(self, session_id: str, jids: Iterable[Jid]) -> None:
@@ -429,6 +457,9 @@ class ProcessIncomingMessage:
                 batch = self._queue[: self.settings.max_group]
                 del self._queue[: len(batch)]
                 await self._commit(batch)
+                # Let the callers just answered run: an engine hands a session's next message
+                # over only once the previous one is stored, and it belongs in the next group.
+                await asyncio.sleep(0)
         except BaseException as exc:
             for waiting in self._queue:
                 _fail(waiting, exc)
@@ -458,8 +489,7 @@ class ProcessIncomingMessage:
             by_session: dict[str, list[IncomingMessage]] = {}
             for command in commands:
                 by_session.setdefault(command.session_id, []).append(command.message)
-            for session_id, messages in by_session.items():
-                await ingestion.prefetch(session_id, messages)
+            await ingestion.prefetch_sessions(by_session)
             results = [await ingestion.apply(c.session_id, c.message) for c in commands]
             await ingestion.flush()
             await uow.commit()

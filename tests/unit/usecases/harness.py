@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -100,10 +100,10 @@ class World:
     def uow(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store, on_commit=self._committed)
 
-    def _committed(self) -> None:
+    def _committed(self, events: Sequence[StoredEvent]) -> None:
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
-            dispatcher.wake()
+            dispatcher.wake(events)
 
     def build(self) -> None:
         """(Re)build every use case object over the same store and engine: a "restart"."""
@@ -243,14 +243,17 @@ class World:
 class _Counted:
     """A repository whose ``get…`` calls are counted (as ``<name>.<method>``)."""
 
-    def __init__(self, inner: object, name: str, calls: Counter[str]) -> None:
+    def __init__(
+        self, inner: object, name: str, calls: Counter[str], prefixes: tuple[str, ...] = ("get",)
+    ) -> None:
         self._inner = inner
         self._name = name
         self._calls = calls
+        self._prefixes = prefixes
 
     def __getattr__(self, attr: str) -> Any:
         method = getattr(self._inner, attr)
-        if not attr.startswith("get"):
+        if not attr.startswith(self._prefixes):
             return method
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
@@ -277,6 +280,16 @@ class CountingUnitOfWork(MemoryUnitOfWork):
 
 def counting(store: MemoryStore, calls: Counter[str]) -> Callable[[], CountingUnitOfWork]:
     return lambda: CountingUnitOfWork(store, calls)
+
+
+class CountingEveryLookup(CountingUnitOfWork):
+    """Also counts the session look-ups and the known-WhatsApp-id checks."""
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.sessions = _Counted(self.sessions, "sessions", self.calls)
+        self.messages = _Counted(self.messages, "messages", self.calls, ("get", "existing"))
+        return self
 
 
 ALICE = "5566996285154@s.whatsapp.net"

@@ -29,7 +29,17 @@ from whatsgate.usecases.ingest import (
     ProcessIncomingMessage,
 )
 
-from .harness import ALICE, ALICE_LID, BOB, GROUP, CountingUnitOfWork, World, counting, incoming
+from .harness import (
+    ALICE,
+    ALICE_LID,
+    BOB,
+    GROUP,
+    CountingEveryLookup,
+    CountingUnitOfWork,
+    World,
+    counting,
+    incoming,
+)
 
 K = MessageKind
 
@@ -471,8 +481,46 @@ async def test_a_group_looks_contacts_and_conversations_up_once_whatever_its_siz
         assert sorted(str(c.jid) for c in world.store.contacts.values()) == sorted(phones)
         per_size.append(dict(calls))
     # One batched query each, for 12 messages over 4 chats as for 240 over 60.
-    expected = {"contacts.get_many": 1, "conversations.get_many_by_chat": 1}
+    expected = {
+        "contacts.get_many_of_sessions": 1,
+        "conversations.get_many_by_chat_of_sessions": 1,
+    }
     assert per_size == [expected, expected]
+
+
+async def test_a_group_from_many_sessions_is_looked_up_once_for_all_of_them(
+    world: World,
+) -> None:
+    """Engines hand a session's messages over one at a time, so a group holds one message of
+    each of many sessions: its look-ups must not cost a round trip per session."""
+    sessions = [await world.new_session(f"s{i}") for i in range(3)]
+    await world.receive(sessions[0].id, incoming("M0", chat=ALICE))
+    calls: Counter[str] = Counter()
+    ingest = ProcessIncomingMessage(
+        lambda: CountingEveryLookup(world.store, calls),
+        world.clock,
+        IngestSettings(group_window=0),
+    )
+    results = await asyncio.gather(
+        *(
+            ingest(IncomingMessageCommand(session_id=s.id, message=incoming(wa_id, chat=chat)))
+            for s in sessions
+            for wa_id, chat in (("M0", ALICE), ("M1", BOB))
+        )
+    )
+    # M0 is stored already in the first session only: the same WhatsApp id is new elsewhere.
+    assert [r.created for r in results] == [False, True, True, True, True, True]
+    for s in sessions:
+        assert (await world.conversation(s.id, ALICE)).unread_count == 1
+        assert (await world.conversation(s.id, BOB)).unread_count == 1
+    contacts = sorted((c.session_id, str(c.jid)) for c in world.store.contacts.values())
+    assert contacts == sorted((s.id, chat) for s in sessions for chat in (ALICE, BOB))
+    assert dict(calls) == {
+        "sessions.get_many": 1,
+        "messages.existing_wa_ids_of_sessions": 1,
+        "contacts.get_many_of_sessions": 1,
+        "conversations.get_many_by_chat_of_sessions": 1,
+    }
 
 
 async def test_the_lookup_asks_the_repositories_only_for_what_it_did_not_load(

@@ -27,6 +27,7 @@ from whatsgate.domain.session import Session
 from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
     ApiKeyRepository,
+    CommitListener,
     ContactRepository,
     ConversationQuery,
     ConversationRepository,
@@ -184,6 +185,10 @@ class _Sessions(SessionRepository):
     async def get(self, session_id: str) -> Session | None:
         return self.t.get(session_id)
 
+    async def get_many(self, session_ids: Sequence[str]) -> list[Session]:
+        found = [s for s in (self.t.get(i) for i in set(session_ids)) if s is not None]
+        return sorted(found, key=lambda s: s.id)
+
     async def all(self, organization_id: str | None = None) -> list[Session]:
         found = [s for s in self.t.values() if organization_id in (None, s.organization_id)]
         return sorted(found, key=lambda s: s.id)
@@ -221,6 +226,15 @@ class _Contacts(ContactRepository):
         wanted = set(jids)
         found = self.t.where(
             lambda c: c.session_id == session_id and (c.jid in wanted or c.lid in wanted)
+        )
+        return sorted(found, key=lambda c: c.id)
+
+    async def get_many_of_sessions(
+        self, session_ids: Sequence[str], jids: Sequence[Jid]
+    ) -> list[Contact]:
+        sessions, wanted = set(session_ids), set(jids)
+        found = self.t.where(
+            lambda c: c.session_id in sessions and (c.jid in wanted or c.lid in wanted)
         )
         return sorted(found, key=lambda c: c.id)
 
@@ -275,6 +289,13 @@ class _Conversations(ConversationRepository):
     async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
         wanted = set(chats)
         found = self.t.where(lambda c: c.session_id == session_id and c.chat in wanted)
+        return sorted(found, key=lambda c: c.id)
+
+    async def get_many_by_chat_of_sessions(
+        self, session_ids: Sequence[str], chats: Sequence[Jid]
+    ) -> list[Conversation]:
+        sessions, wanted = set(session_ids), set(chats)
+        found = self.t.where(lambda c: c.session_id in sessions and c.chat in wanted)
         return sorted(found, key=lambda c: c.id)
 
     async def save(self, conversation: Conversation) -> None:
@@ -351,6 +372,16 @@ class _Messages(MessageRepository):
             m.wa_id
             for m in self.t.raw()
             if m.session_id == session_id and m.wa_id is not None and m.wa_id in wanted
+        }
+
+    async def existing_wa_ids_of_sessions(
+        self, session_ids: Sequence[str], wa_ids: Sequence[str]
+    ) -> set[tuple[str, str]]:
+        sessions, wanted = set(session_ids), set(wa_ids)
+        return {
+            (m.session_id, m.wa_id)
+            for m in self.t.raw()
+            if m.session_id in sessions and m.wa_id is not None and m.wa_id in wanted
         }
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
@@ -592,10 +623,10 @@ class _Tables:
 
 
 class MemoryUnitOfWork(UnitOfWork):
-    """A unit of work over a ``MemoryStore``. ``on_commit`` is called after each commit that
-    stored events (it wakes the event dispatcher)."""
+    """A unit of work over a ``MemoryStore``. ``on_commit`` is called with the events stored
+    after each commit that stored any (it wakes the event dispatcher)."""
 
-    def __init__(self, store: MemoryStore, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: MemoryStore, on_commit: CommitListener | None = None) -> None:
         self.store = store
         self.on_commit = on_commit
         self._reset()
@@ -648,25 +679,25 @@ class MemoryUnitOfWork(UnitOfWork):
         if self.deleted_sessions:
             store.events[:] = [e for e in store.events if e.session_id not in self.deleted_sessions]
         next_id = store.last_event_id + 1
-        wrote_events = bool(self.events.staged)
-        for offset, event in enumerate(self.events.staged):
-            store.events.append(
-                StoredEvent(
-                    id=next_id + offset,
-                    name=event.name,
-                    organization_id=event.organization_id,
-                    session_id=event.session_id,
-                    occurred_at=event.occurred_at,
-                    data=event.payload(),
-                    assignee_id=event.assignee_id,
-                )
+        stored = [
+            StoredEvent(
+                id=next_id + offset,
+                name=event.name,
+                organization_id=event.organization_id,
+                session_id=event.session_id,
+                occurred_at=event.occurred_at,
+                data=event.payload(),
+                assignee_id=event.assignee_id,
             )
-        store.last_event_id += len(self.events.staged)
+            for offset, event in enumerate(self.events.staged)
+        ]
+        store.events.extend(stored)
+        store.last_event_id += len(stored)
         store.cursors.update(self.events.staged_cursors)
         store.commits += 1
         self._reset()
-        if wrote_events and self.on_commit is not None:
-            self.on_commit()
+        if stored and self.on_commit is not None:
+            self.on_commit(stored)
 
     async def rollback(self) -> None:
         self._reset()

@@ -2,7 +2,8 @@
 
 Leaving the block without ``await uow.commit()`` rolls back everything it wrote. Staged domain
 events are written by ``commit``, in the same transaction as the change that caused them; then
-``on_commit`` (if any) wakes whoever hands the log to socket.io and webhooks.
+``on_commit`` (if any) is given them as stored, ids assigned: it wakes whoever hands the log to
+socket.io and webhooks, which then need not read back what it was just told.
 
 On SQLite the transaction begins at the first write statement (the driver's deferred
 ``BEGIN``; reads before it see the last commit and hold no lock). Just before that statement
@@ -12,7 +13,6 @@ process's writers queue in order instead of polling SQLite's lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -31,11 +31,11 @@ from whatsgate.adapters.sql.repositories import (
     SqlUsers,
     SqlWebhooks,
 )
-from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from whatsgate.ports.repositories import CommitListener, UnitOfWork, UnitOfWorkFactory
 
 
 class SqlUnitOfWork(UnitOfWork):
-    def __init__(self, engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, on_commit: CommitListener | None = None) -> None:
         self.engine = engine
         self.on_commit = on_commit
         self._connection: AsyncConnection | None = None
@@ -92,11 +92,11 @@ class SqlUnitOfWork(UnitOfWork):
             await connection.close()
 
     async def commit(self) -> None:
-        wrote_events = await self.events.write_staged()
+        stored = await self.events.write_staged()
         await self.connection.commit()
         self._end_write()  # on failure, the rollback that follows gives it back
-        if wrote_events and self.on_commit is not None:
-            self.on_commit()
+        if stored and self.on_commit is not None:
+            self.on_commit(stored)
 
     async def rollback(self) -> None:
         self.events.staged.clear()
@@ -109,7 +109,7 @@ class SqlUnitOfWork(UnitOfWork):
 class SqlUnitOfWorkFactory(UnitOfWorkFactory):
     """Makes units of work on one engine; ``on_commit`` is handed to each."""
 
-    def __init__(self, engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, on_commit: CommitListener | None = None) -> None:
         self.engine = engine
         self.on_commit = on_commit
 
