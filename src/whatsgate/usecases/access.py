@@ -26,7 +26,9 @@ from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 log = logging.getLogger("whatsgate.access")
 
 
-async def _session_for(uow: UnitOfWork, principal: Principal, session_id: str) -> Session:
+async def visible_session(uow: UnitOfWork, principal: Principal, session_id: str) -> Session:
+    """The session, if ``principal`` may see it (``Access.session``, inside a unit of work
+    the caller holds, so a use case checks access and reads in one)."""
     session = await uow.sessions.get(session_id)
     if session is None or session.organization_id != principal.organization_id:
         raise SessionNotFound(session_id=session_id)
@@ -56,7 +58,7 @@ class Access:
         self, principal: Principal, session_id: str, *, manage: bool = False
     ) -> Session:
         async with self.uow() as uow:
-            session = await _session_for(uow, principal, session_id)
+            session = await visible_session(uow, principal, session_id)
         if manage and not _can_manage(principal, session):
             raise PermissionDenied(
                 "Only an admin or the session's owner may do that.", session_id=session_id
@@ -92,7 +94,7 @@ class Access:
                 raise ConversationNotFound(conversation_id=conversation_id)
             if conversation.assignee_id == principal.user_id:
                 return conversation
-            await _session_for(uow, principal, conversation.session_id)
+            await visible_session(uow, principal, conversation.session_id)
         return conversation
 
     async def message(self, principal: Principal, message_id: str) -> Message:

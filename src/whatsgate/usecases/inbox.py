@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from whatsgate.domain.auth import Principal
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
 from whatsgate.domain.errors import (
     ContactNotFound,
@@ -28,6 +29,7 @@ from whatsgate.ports.repositories import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from whatsgate.usecases.access import visible_session
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.inbox")
@@ -92,10 +94,16 @@ class ListConversations:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self.uow = uow
 
-    async def __call__(self, query: ListConversationsQuery) -> Page[Conversation]:
-        limit = _check_limit(query.limit)
+    async def __call__(
+        self, query: ListConversationsQuery, *, principal: Principal | None = None
+    ) -> Page[Conversation]:
+        """``principal``: check that they may see the session (``Access.session``) in the
+        same unit of work."""
         async with self.uow() as uow:
-            if await uow.sessions.get(query.session_id) is None:
+            if principal is not None:
+                await visible_session(uow, principal, query.session_id)
+            limit = _check_limit(query.limit)
+            if principal is None and await uow.sessions.get(query.session_id) is None:
                 raise SessionNotFound(session_id=query.session_id)
             return await uow.conversations.search(
                 ConversationQuery(

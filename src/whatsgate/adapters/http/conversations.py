@@ -66,7 +66,6 @@ class SessionInboxController(Controller):
         self,
         session_id: FromPath[str],
         principal: NamedDependency[Principal],
-        access: NamedDependency[Access],
         list_conversations: NamedDependency[ListConversations],
         status: Annotated[Literal["pending", "active", "closed"] | None, QueryParameter()] = None,
         assignee: Annotated[str | None, QueryParameter(description="A user id.")] = None,
@@ -75,7 +74,6 @@ class SessionInboxController(Controller):
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> ConversationList:
-        await access.session(principal, session_id)
         page = await list_conversations(
             ListConversationsQuery(
                 session_id=session_id,
@@ -85,7 +83,8 @@ class SessionInboxController(Controller):
                 text=q,
                 cursor=cursor,
                 limit=limit,
-            )
+            ),
+            principal=principal,
         )
         return ConversationList(
             items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
