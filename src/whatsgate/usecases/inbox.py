@@ -25,6 +25,7 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import Presence, Receipt, ReceiptType, TypingState
 from whatsgate.ports.repositories import (
     ConversationQuery,
+    ConversationView,
     Page,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -100,22 +101,34 @@ class ListConversations:
         """``principal``: check that they may see the session (``Access.session``) in the
         same unit of work."""
         async with self.uow() as uow:
-            if principal is not None:
-                await visible_session(uow, principal, query.session_id)
-            limit = _check_limit(query.limit)
-            if principal is None and await uow.sessions.get(query.session_id) is None:
-                raise SessionNotFound(session_id=query.session_id)
-            return await uow.conversations.search(
-                ConversationQuery(
-                    session_id=query.session_id,
-                    status=query.status,
-                    assignee_id=query.assignee_id,
-                    unread_only=query.unread_only,
-                    text=(query.text or "").strip() or None,
-                    cursor=query.cursor,
-                    limit=limit,
-                )
-            )
+            return await uow.conversations.search(await self._checked(uow, query, principal))
+
+    async def views(
+        self, query: ListConversationsQuery, *, principal: Principal | None = None
+    ) -> Page[ConversationView]:
+        """The same page as the API shows it, read straight from storage (no entities)."""
+        async with self.uow() as uow:
+            checked = await self._checked(uow, query, principal)
+            return await uow.conversations.search_views(checked)
+
+    @staticmethod
+    async def _checked(
+        uow: UnitOfWork, query: ListConversationsQuery, principal: Principal | None
+    ) -> ConversationQuery:
+        if principal is not None:
+            await visible_session(uow, principal, query.session_id)
+        limit = _check_limit(query.limit)
+        if principal is None and await uow.sessions.get(query.session_id) is None:
+            raise SessionNotFound(session_id=query.session_id)
+        return ConversationQuery(
+            session_id=query.session_id,
+            status=query.status,
+            assignee_id=query.assignee_id,
+            unread_only=query.unread_only,
+            text=(query.text or "").strip() or None,
+            cursor=query.cursor,
+            limit=limit,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

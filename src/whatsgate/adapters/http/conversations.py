@@ -74,7 +74,7 @@ class SessionInboxController(Controller):
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> ConversationList:
-        page = await list_conversations(
+        page = await list_conversations.views(
             ListConversationsQuery(
                 session_id=session_id,
                 status=ConversationStatus(status) if status else None,
@@ -87,7 +87,7 @@ class SessionInboxController(Controller):
             principal=principal,
         )
         return ConversationList(
-            items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
+            items=[ConversationOut.of_view(v) for v in page.items], next_cursor=page.next_cursor
         )
 
     @get(
