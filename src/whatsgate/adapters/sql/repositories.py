@@ -9,7 +9,8 @@ read before the write, decides what is new, which stays true under concurrent in
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -92,6 +94,14 @@ def _upsert_statement(table: Table, dialect: str) -> postgresql.Insert | sqlite.
     )
 
 
+@functools.cache
+def _get_by_id(table: Table) -> Select[Any]:
+    """``SELECT … WHERE id = :id LIMIT 1``, built once per table: building it per call (and
+    SQLAlchemy's cache key and result metadata for a new statement) cost more CPU than the
+    indexed read itself (bench/rest.py)."""
+    return select(table).where(table.c.id == bindparam("id")).limit(1)
+
+
 class _Repository:
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
@@ -139,6 +149,9 @@ class _Repository:
     async def _all_with(self, stmt: Select[Any], params: dict[str, Any]) -> list[Any]:
         return list((await self._conn.execute(stmt, params)).all())
 
+    async def _by_id(self, table: Table, row_id: str) -> Any:
+        return (await self._conn.execute(_get_by_id(table), {"id": row_id})).first()
+
     def _fold(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """Case-folded text of ``column`` (for every script, not just ASCII)."""
         text = type_coerce(column, String)
@@ -181,7 +194,7 @@ class SqlUsers(_Repository, UserRepository):
         await self._upsert(self.t, [mapping.user_row(user)])
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._first(select(self.t).where(self.t.c.id == user_id))
+        row = await self._by_id(self.t, user_id)
         return mapping.to_user(row) if row else None
 
     async def in_organization(self, organization_id: str) -> list[User]:
@@ -218,7 +231,7 @@ class SqlSessions(_Repository, SessionRepository):
         await self._upsert(self.t, [mapping.session_row(session)])
 
     async def get(self, session_id: str) -> Session | None:
-        row = await self._first(select(self.t).where(self.t.c.id == session_id))
+        row = await self._by_id(self.t, session_id)
         return mapping.to_session(row) if row else None
 
     async def all(self, organization_id: str | None = None) -> list[Session]:
@@ -301,7 +314,7 @@ class SqlConversations(_Repository, ConversationRepository):
     t = tables.conversations
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        row = await self._first(select(self.t).where(self.t.c.id == conversation_id))
+        row = await self._by_id(self.t, conversation_id)
         return mapping.to_conversation(row) if row else None
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
@@ -337,7 +350,7 @@ class SqlConversations(_Repository, ConversationRepository):
         """The page straight from the rows: times and chats as stored, formatted once for
         the API, no entities (the inbox's list endpoint)."""
         stmt = _conversation_search(self._dialect, _SearchShape.of(query), True)
-        rows = await self._all_with(stmt, _search_params(query))
+        rows = await _read_rows(self._conn, stmt, _search_params(query))
         page = [
             ConversationView(
                 id=r[0],
@@ -352,7 +365,7 @@ class SqlConversations(_Repository, ConversationRepository):
                 last_message_preview=r[8],
                 last_message_id=r[9],
                 external_ref=r[10],
-                metadata=dict(r[11]),
+                metadata=_json_object(r[11]),
                 created_at=_wire_time(r[12]),
                 updated_at=_wire_time(r[13]),
             )
@@ -366,6 +379,48 @@ class SqlConversations(_Repository, ConversationRepository):
 
 
 _GROUP_SUFFIX = "@" + GROUP_SERVER
+
+
+async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> Any:
+    """The rows of a read whose columns need no result processing (the caller formats
+    them). On SQLite, one call to the driver's thread (``execute_fetchall``) where the
+    SQLAlchemy adapter makes four (cursor, execute, fetch, close): each is a thread hand-off
+    that cost more CPU than a small indexed query (bench/rest.py)."""
+    if conn.dialect.name != "sqlite":
+        return (await conn.execute(stmt, params)).all()
+    sql, order, processors, defaults = _sqlite_compiled(stmt, conn.dialect)
+    values = {**defaults, **params}
+    for name, process in processors.items():
+        values[name] = process(values[name])
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return await driver.execute_fetchall(sql, [values[n] for n in order])
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_compiled(
+    stmt: Select[Any], dialect: Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Callable[[Any], Any]], dict[str, Any]]:
+    """SQL text, parameter order, bind processors and fixed values of a statement."""
+    compiled = stmt.compile(dialect=dialect)
+    order = tuple(compiled.positiontup or ())
+    processors: dict[str, Callable[[Any], Any]] = {}
+    for name in order:
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors[name] = process
+    defaults = {n: b.effective_value for n, b in compiled.binds.items() if not b.required}
+    return compiled.string, order, processors, defaults
+
+
+def _json_object(value: str | dict[str, Any]) -> dict[str, Any]:
+    """A JSON column read without its type: SQLite gives the text, asyncpg the object."""
+    if isinstance(value, dict):
+        return value
+    if value == "{}":  # most rows: no metadata
+        return {}
+    loaded: dict[str, Any] = json.loads(value)
+    return loaded
 
 
 def _stored_time(value: datetime | str) -> datetime:
@@ -486,7 +541,7 @@ def _conversation_search(dialect: str, shape: _SearchShape, views: bool) -> Sele
             c.last_message_preview,
             c.last_message_id,
             c.external_ref,
-            c.metadata,
+            raw(c.metadata),
             raw(c.created_at),
             raw(c.updated_at),
             raw(c.activity_at),
