@@ -37,6 +37,19 @@ async def visible_session(uow: UnitOfWork, principal: Principal, session_id: str
     return session
 
 
+async def visible_conversation(
+    uow: UnitOfWork, principal: Principal, conversation_id: str
+) -> Conversation:
+    """The conversation, if ``principal`` may see it (``Access.conversation``), inside a unit
+    of work the caller holds."""
+    conversation = await uow.conversations.get(conversation_id)
+    if conversation is None or conversation.organization_id != principal.organization_id:
+        raise ConversationNotFound(conversation_id=conversation_id)
+    if conversation.assignee_id != principal.user_id:
+        await visible_session(uow, principal, conversation.session_id)
+    return conversation
+
+
 def _can_manage(principal: Principal, session: Session) -> bool:
     return principal.is_admin or session.owner_id == principal.user_id
 
@@ -89,13 +102,7 @@ class Access:
 
     async def conversation(self, principal: Principal, conversation_id: str) -> Conversation:
         async with self.uow() as uow:
-            conversation = await uow.conversations.get(conversation_id)
-            if conversation is None or conversation.organization_id != principal.organization_id:
-                raise ConversationNotFound(conversation_id=conversation_id)
-            if conversation.assignee_id == principal.user_id:
-                return conversation
-            await visible_session(uow, principal, conversation.session_id)
-        return conversation
+            return await visible_conversation(uow, principal, conversation_id)
 
     async def message(self, principal: Principal, message_id: str) -> Message:
         async with self.uow() as uow:

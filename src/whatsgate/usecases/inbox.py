@@ -30,7 +30,7 @@ from whatsgate.ports.repositories import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from whatsgate.usecases.access import visible_session
+from whatsgate.usecases.access import visible_conversation, visible_session
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.inbox")
@@ -149,10 +149,17 @@ class GetMessages:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self.uow = uow
 
-    async def __call__(self, query: GetMessagesQuery) -> Page[Message]:
-        limit = _check_limit(query.limit)
+    async def __call__(
+        self, query: GetMessagesQuery, *, principal: Principal | None = None
+    ) -> Page[Message]:
+        """``principal``: check that they may see the conversation (``Access.conversation``)
+        in the same unit of work."""
         async with self.uow() as uow:
-            await _conversation(uow, query.conversation_id)
+            if principal is not None:
+                await visible_conversation(uow, principal, query.conversation_id)
+            limit = _check_limit(query.limit)
+            if principal is None:
+                await _conversation(uow, query.conversation_id)
             return await uow.messages.list_for_conversation(
                 query.conversation_id, before=query.before, limit=limit
             )

@@ -26,6 +26,7 @@ from whatsgate.testing import MemoryUnitOfWork
 from whatsgate.usecases.inbox import (
     UNSET,
     AssignConversationCommand,
+    GetMessages,
     GetMessagesQuery,
     ListConversations,
     ListConversationsQuery,
@@ -407,6 +408,39 @@ async def test_messages_come_a_page_at_a_time_newest_page_first(
     assert pages == [["M4", "M5", "M6"], ["M1", "M2", "M3"], ["M0"]]
     with pytest.raises(ConversationNotFound):
         await world.get_messages(GetMessagesQuery(conversation_id="nope"))
+
+
+async def test_reading_messages_as_a_principal_checks_access_in_the_same_unit_of_work(
+    world: World, session: Session
+) -> None:
+    await world.receive(session.id, incoming("M1", chat=ALICE))
+    conversation = await world.conversation(session.id, ALICE)
+    query = GetMessagesQuery(conversation_id=conversation.id)
+    bia = await agent(world, session.organization_id)
+    as_bia = Principal(user_id=bia.id, organization_id=bia.organization_id, role=Role.AGENT)
+    with pytest.raises(PermissionDenied):  # the session is not shared with her
+        await world.get_messages(query, principal=as_bia)
+    await world.assign(
+        AssignConversationCommand(conversation_id=conversation.id, assignee_id=bia.id)
+    )
+    page = await world.get_messages(query, principal=as_bia)  # assigned to her: she sees it
+    assert [m.wa_id for m in page.items] == ["M1"]
+    outsider = Principal(user_id="u-x", organization_id="another-org", role=Role.ADMIN)
+    for conversation_id in (conversation.id, "nope"):
+        with pytest.raises(ConversationNotFound):
+            await world.get_messages(
+                GetMessagesQuery(conversation_id=conversation_id), principal=outsider
+            )
+    units = 0
+
+    def uow() -> MemoryUnitOfWork:
+        nonlocal units
+        units += 1
+        return MemoryUnitOfWork(world.store)
+
+    admin = Principal(user_id="u-a", organization_id=session.organization_id, role=Role.ADMIN)
+    assert len((await GetMessages(uow)(query, principal=admin)).items) == 1
+    assert units == 1
 
 
 # -- changing a conversation ----------------------------------------------------------------

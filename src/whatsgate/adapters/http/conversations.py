@@ -284,14 +284,13 @@ class ConversationController(Controller):
         self,
         conversation_id: FromPath[str],
         principal: NamedDependency[Principal],
-        access: NamedDependency[Access],
         get_messages: NamedDependency[GetMessages],
         before: Cursor = None,
         limit: Limit = 50,
     ) -> MessageList:
-        await access.conversation(principal, conversation_id)
         page = await get_messages(
-            GetMessagesQuery(conversation_id=conversation_id, before=before, limit=limit)
+            GetMessagesQuery(conversation_id=conversation_id, before=before, limit=limit),
+            principal=principal,
         )
         return MessageList(
             items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor
