@@ -126,10 +126,12 @@ class ContactRepository(Protocol):
     ) -> Page[Contact]: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ConversationView:
     """A conversation as the API shows it (``Conversation.to_dict``: times in ISO 8601 with
-    a ``Z``, the chat as text), read straight from storage for lists: no entity on the way."""
+    a ``Z``, the chat as text), read straight from storage for lists: no entity on the way.
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which
+    made building a page of them cost twice as much (bench/rest.py)."""
 
     id: str
     session_id: str
