@@ -150,7 +150,17 @@ class _Repository:
         return list((await self._conn.execute(stmt, params)).all())
 
     async def _by_id(self, table: Table, row_id: str) -> Any:
-        return (await self._conn.execute(_get_by_id(table), {"id": row_id})).first()
+        """The row with this id (or None), its columns processed as SQLAlchemy would."""
+        stmt = _get_by_id(table)
+        if self._dialect != "sqlite":
+            return (await self._conn.execute(stmt, {"id": row_id})).first()
+        rows = await _read_rows(self._conn, stmt, {"id": row_id})
+        if not rows:
+            return None
+        keys, processors = _sqlite_results(stmt, self._conn.dialect)
+        row = rows[0]
+        values = [v if p is None else p(v) for p, v in zip(processors, row, strict=True)]
+        return _Processed(dict(zip(keys, values, strict=True)))
 
     def _fold(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """Case-folded text of ``column`` (for every script, not just ASCII)."""
@@ -395,6 +405,28 @@ async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str,
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
     return await driver.execute_fetchall(sql, [values[n] for n in order])
+
+
+class _Processed:
+    """A row read through ``_read_rows`` and processed: what ``mapping.to_*`` reads of a
+    ``Row`` (its ``_mapping``)."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._mapping = values
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_results(
+    stmt: Select[Any], dialect: Dialect
+) -> tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
+    """The column names of a statement and each one's result processor (None: as read)."""
+    columns = list(stmt.selected_columns)
+    processors = tuple(
+        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+    )
+    return tuple(str(c.key) for c in columns), processors
 
 
 @functools.lru_cache(maxsize=256)
