@@ -151,10 +151,14 @@ class _Repository:
 
     async def _by_id(self, table: Table, row_id: str) -> Any:
         """The row with this id (or None), its columns processed as SQLAlchemy would."""
-        stmt = _get_by_id(table)
+        return await self._first_prebuilt(_get_by_id(table), {"id": row_id})
+
+    async def _first_prebuilt(self, stmt: Select[Any], params: dict[str, Any]) -> Any:
+        """The first row of a statement built once (bound parameters), processed as
+        SQLAlchemy would; on SQLite in one call to the driver's thread (``_read_rows``)."""
         if self._dialect != "sqlite":
-            return (await self._conn.execute(stmt, {"id": row_id})).first()
-        rows = await _read_rows(self._conn, stmt, {"id": row_id})
+            return (await self._conn.execute(stmt, params)).first()
+        rows = await _read_rows(self._conn, stmt, params)
         if not rows:
             return None
         keys, processors = _sqlite_results(stmt, self._conn.dialect)
@@ -320,6 +324,16 @@ class SqlContacts(_Repository, ContactRepository):
         return Page(page, encode_cursor(None, page[-1].id) if more and page else None)
 
 
+_BY_CHAT = (
+    select(tables.conversations)
+    .where(
+        tables.conversations.c.session_id == bindparam("session_id"),
+        tables.conversations.c.chat == bindparam("chat"),
+    )
+    .limit(1)
+)
+
+
 class SqlConversations(_Repository, ConversationRepository):
     t = tables.conversations
 
@@ -328,8 +342,7 @@ class SqlConversations(_Repository, ConversationRepository):
         return mapping.to_conversation(row) if row else None
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
-        c = self.t.c
-        row = await self._first(select(self.t).where(c.session_id == session_id, c.chat == chat))
+        row = await self._first_prebuilt(_BY_CHAT, {"session_id": session_id, "chat": chat})
         return mapping.to_conversation(row) if row else None
 
     async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
