@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from whatsgate.adapters.http.auth import principal_of
 from whatsgate.adapters.http.errors import error_responses
 from whatsgate.adapters.http.schemas import (
     ContactList,
@@ -64,8 +65,8 @@ class SessionInboxController(Controller):
     )
     async def list_conversations(
         self,
+        request: Request[Any, Any, Any],
         session_id: FromPath[str],
-        principal: NamedDependency[Principal],
         list_conversations: NamedDependency[ListConversations],
         status: Annotated[Literal["pending", "active", "closed"] | None, QueryParameter()] = None,
         assignee: Annotated[str | None, QueryParameter(description="A user id.")] = None,
@@ -74,6 +75,9 @@ class SessionInboxController(Controller):
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> ConversationList:
+        # The caller from the request, not the ``principal`` dependency: with one dependency
+        # left Litestar resolves it directly, not in a task group (~85 µs per request).
+        principal = principal_of(request)
         page = await list_conversations.views(
             ListConversationsQuery(
                 session_id=session_id,
@@ -282,12 +286,13 @@ class ConversationController(Controller):
     )
     async def messages(
         self,
+        request: Request[Any, Any, Any],
         conversation_id: FromPath[str],
-        principal: NamedDependency[Principal],
         get_messages: NamedDependency[GetMessages],
         before: Cursor = None,
         limit: Limit = 50,
     ) -> MessageList:
+        principal = principal_of(request)  # one dependency: see list_conversations
         page = await get_messages(
             GetMessagesQuery(conversation_id=conversation_id, before=before, limit=limit),
             principal=principal,
