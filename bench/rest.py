@@ -12,11 +12,17 @@ Load: wrk (-t1 -c64) when installed, else bench._loadgen (asyncio, own process).
 load generator share the 2 cores: both the reference and the measured path pay that.
 
 Targets: conversations p99 < 15 ms; POST ≥ 0.3x the reference req/s.
+
+Seeding 1M messages takes a minute or two. ``WHATSGATE_BENCH_REST_SEED=<dir>`` keeps a seeded
+database there (one per size) and copies it for each invocation, so runs while iterating skip
+the seeding; every invocation still starts from the same freshly seeded state.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -86,6 +92,21 @@ def seed(directory: Path, messages: int, conversations: int) -> None:
         raise RuntimeError("seeding the REST database failed")
 
 
+def seeded(directory: Path, messages: int, conversations: int) -> None:
+    """Seed ``directory``, or copy the seeded database kept in WHATSGATE_BENCH_REST_SEED."""
+    cache = os.environ.get("WHATSGATE_BENCH_REST_SEED")
+    if not cache:
+        seed(directory, messages, conversations)
+        return
+    kept = Path(cache) / f"{messages}-{conversations}"
+    if not (kept / "done").exists():
+        shutil.rmtree(kept, ignore_errors=True)
+        seed(kept, messages, conversations)
+        (kept / "done").write_text("")
+    for name in ("whatsgate.db", "bench-info.json"):
+        shutil.copy2(kept / name, directory / name)
+
+
 def page_size(directory: Path) -> int:
     """The bytes of the first page of conversations, as whatsgate answers it."""
     server, port, info = start_server(
@@ -131,7 +152,7 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         page_bytes = DEFAULT_PAGE_BYTES
         if why_not is None:
             params.update(messages=messages, conversations=conversations)
-            seed(tmp, messages, conversations)
+            seeded(tmp, messages, conversations)
             if not quick:  # a quick run keeps the default size: one server start less
                 page_bytes = page_size(tmp)
         params["page_bytes"] = page_bytes

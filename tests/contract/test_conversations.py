@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 
-from tests.contract.builders import World, add_session, at, contact, conversation, phone, seed
+from tests.contract.builders import (
+    World,
+    add_session,
+    at,
+    contact,
+    conversation,
+    full_conversation,
+    phone,
+    seed,
+)
 from tests.contract.conftest import Backend
 from whatsgate.domain.conversation import Conversation, ConversationStatus
 from whatsgate.domain.errors import InvalidCursor
 from whatsgate.domain.jid import Jid
-from whatsgate.ports.repositories import ConversationQuery, Page
+from whatsgate.domain.pagination import encode_cursor
+from whatsgate.ports.repositories import ConversationQuery, ConversationView, Page
 
 
 async def _pages(backend: Backend, query: ConversationQuery) -> list[Page[Conversation]]:
@@ -197,3 +210,43 @@ async def test_get_many_by_chat_takes_more_chats_than_one_statement_may_bind(
     async with backend.uow() as uow:
         found = await uow.conversations.get_many_by_chat(world.session_id, chats)
     assert [c.id for c in found] == sorted(c.id for c in stored)
+
+
+async def test_views_are_the_pages_of_search_as_the_api_shows_them(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    whole = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    group = full_conversation(world)  # every field set
+    fraction = conversation(
+        world, phone(1), name="Ana", last_message_at=at(20.25), updated_at=at(20.5)
+    )
+    quiet = conversation(world, phone(2), created_at=whole, updated_at=whole)  # no message
+    same_time = [conversation(world, phone(10 + n), last_message_at=at(20.25)) for n in range(3)]
+    await _store(backend, group, fraction, quiet, *same_time)
+    queries = [
+        ConversationQuery(session_id=world.session_id, limit=2),
+        ConversationQuery(session_id=world.session_id, text="ana"),
+        ConversationQuery(session_id=world.session_id, status=ConversationStatus.ACTIVE),
+        ConversationQuery(session_id=world.session_id, unread_only=True, assignee_id="nobody"),
+        ConversationQuery(session_id=world.session_id, cursor=encode_cursor(None, "z")),
+    ]
+    seen: list[ConversationView] = []
+    for query in queries:
+        async with backend.uow() as uow:
+            while True:
+                expected = await uow.conversations.search(query)
+                got = await uow.conversations.search_views(query)
+                assert got.items == [ConversationView.of(c) for c in expected.items]
+                assert got.next_cursor == expected.next_cursor
+                seen += got.items
+                if got.next_cursor is None:
+                    break
+                query = replace(query, cursor=got.next_cursor)
+    assert len({v.id for v in seen}) == 6
+    by_id = {v.id: v for v in seen}
+    assert (by_id[quiet.id].created_at, by_id[quiet.id].last_message_at) == (
+        "2026-03-04T05:06:07Z",
+        None,
+    )
+    assert by_id[fraction.id].last_message_at == "2026-03-04T05:06:28.141011Z"
+    assert (by_id[group.id].is_group, by_id[group.id].metadata) == (True, {"lead": 9})
+    assert by_id[group.id].chat == "120363000000000001@g.us"

@@ -108,7 +108,8 @@ def sign_token(secret: bytes, *, user_id: str, organization_id: str, expires_at:
     """A bearer token for a user: its claims and their HMAC-SHA256 under the server secret.
 
     Stateless, so it cannot be revoked: keep it short-lived. The user is looked up again on
-    every use, so a deleted user's tokens stop working at once.
+    use (``Authenticate`` reuses the answer for a few seconds), so a deleted user's tokens
+    stop working within that time.
     """
     claims = {"u": user_id, "o": organization_id, "exp": int(expires_at.timestamp())}
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())

@@ -45,6 +45,7 @@ from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import CommitListener, UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases.access import Access
 from whatsgate.usecases.auth import (
+    PRINCIPAL_CACHE_TTL,
     Authenticate,
     Bootstrap,
     CreateOrganization,
@@ -309,7 +310,9 @@ class UseCases(containers.DeclarativeContainer):
     # auth and tenancy
     access = providers.Singleton(Access, storage.uow)
     bootstrap = providers.Singleton(Bootstrap, storage.uow, core.clock)
-    authenticate = providers.Singleton(Authenticate, storage.uow, core.clock, core.secret)
+    authenticate = providers.Singleton(
+        Authenticate, storage.uow, core.clock, core.secret, cache_ttl=PRINCIPAL_CACHE_TTL
+    )
     issue_token = providers.Singleton(IssueToken, core.secret, core.clock, core.token_ttl)
     create_organization = providers.Singleton(CreateOrganization, storage.uow, core.clock)
     create_user = providers.Singleton(CreateUser, storage.uow, core.clock)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
@@ -137,6 +137,34 @@ class ContactRepository(Protocol):
     ) -> Page[Contact]: ...
 
 
+@dataclass(slots=True, kw_only=True)
+class ConversationView:
+    """A conversation as the API shows it (``Conversation.to_dict``: times in ISO 8601 with
+    a ``Z``, the chat as text), read straight from storage for lists: no entity on the way.
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which
+    made building a page of them cost twice as much (bench/rest.py)."""
+
+    id: str
+    session_id: str
+    chat: str
+    is_group: bool
+    name: str | None
+    status: str
+    assignee_id: str | None
+    unread_count: int
+    last_message_at: str | None
+    last_message_preview: str | None
+    last_message_id: str | None
+    external_ref: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ConversationView:
+        return cls(**conversation.to_dict())
+
+
 class ConversationRepository(Protocol):
     async def get(self, conversation_id: str) -> Conversation | None: ...
 
@@ -160,6 +188,10 @@ class ConversationRepository(Protocol):
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
         """Newest activity first (``last_message_at`` then id, descending)."""
+        ...
+
+    async def search_views(self, query: ConversationQuery) -> Page[ConversationView]:
+        """``search``'s page as views, ``ConversationView.of`` each (list endpoints)."""
         ...
 
 

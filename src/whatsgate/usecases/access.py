@@ -26,13 +26,28 @@ from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 log = logging.getLogger("whatsgate.access")
 
 
-async def _session_for(uow: UnitOfWork, principal: Principal, session_id: str) -> Session:
+async def visible_session(uow: UnitOfWork, principal: Principal, session_id: str) -> Session:
+    """The session, if ``principal`` may see it (``Access.session``, inside a unit of work
+    the caller holds, so a use case checks access and reads in one)."""
     session = await uow.sessions.get(session_id)
     if session is None or session.organization_id != principal.organization_id:
         raise SessionNotFound(session_id=session_id)
     if not principal.can_see(session):
         raise PermissionDenied("This session is not shared with you.", session_id=session_id)
     return session
+
+
+async def visible_conversation(
+    uow: UnitOfWork, principal: Principal, conversation_id: str
+) -> Conversation:
+    """The conversation, if ``principal`` may see it (``Access.conversation``), inside a unit
+    of work the caller holds."""
+    conversation = await uow.conversations.get(conversation_id)
+    if conversation is None or conversation.organization_id != principal.organization_id:
+        raise ConversationNotFound(conversation_id=conversation_id)
+    if conversation.assignee_id != principal.user_id:
+        await visible_session(uow, principal, conversation.session_id)
+    return conversation
 
 
 def _can_manage(principal: Principal, session: Session) -> bool:
@@ -56,7 +71,7 @@ class Access:
         self, principal: Principal, session_id: str, *, manage: bool = False
     ) -> Session:
         async with self.uow() as uow:
-            session = await _session_for(uow, principal, session_id)
+            session = await visible_session(uow, principal, session_id)
         if manage and not _can_manage(principal, session):
             raise PermissionDenied(
                 "Only an admin or the session's owner may do that.", session_id=session_id
@@ -87,13 +102,7 @@ class Access:
 
     async def conversation(self, principal: Principal, conversation_id: str) -> Conversation:
         async with self.uow() as uow:
-            conversation = await uow.conversations.get(conversation_id)
-            if conversation is None or conversation.organization_id != principal.organization_id:
-                raise ConversationNotFound(conversation_id=conversation_id)
-            if conversation.assignee_id == principal.user_id:
-                return conversation
-            await _session_for(uow, principal, conversation.session_id)
-        return conversation
+            return await visible_conversation(uow, principal, conversation_id)
 
     async def message(self, principal: Principal, message_id: str) -> Message:
         async with self.uow() as uow:

@@ -30,6 +30,10 @@ log = logging.getLogger("whatsgate.auth")
 #: The organization made on first start; its admins are the server's operators.
 DEFAULT_ORGANIZATION = "default"
 
+#: How long the server reuses a resolved principal (``Authenticate(cache_ttl=…)``): revoking
+#: a key or removing a user takes effect within this time.
+PRINCIPAL_CACHE_TTL = timedelta(seconds=5)
+
 
 async def _default_organization(uow: UnitOfWork) -> Organization | None:
     return await uow.organizations.get_by_name(DEFAULT_ORGANIZATION)
@@ -293,24 +297,50 @@ class Authenticate:
     - Tokens must carry this server's signature and not be expired.
     - The user must still exist: their current role is what counts.
     - Admins of the ``default`` organization are the operator: they may create organizations.
+    - With a ``cache_ttl``, a principal once resolved is reused for that long without reading
+      the database again (per API key hash, or per user of a token; at most ``cache_size``
+      of them). Revoking a key, removing a user or changing their role then takes effect
+      within ``cache_ttl``, not at once. A token's signature and expiry are checked on every
+      call, and refusals are never cached.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, secret: bytes) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        secret: bytes,
+        *,
+        cache_ttl: timedelta = timedelta(0),
+        cache_size: int = 10_000,
+    ) -> None:
         self.uow = uow
         self.clock = clock
         self.secret = secret
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        #: key hash or ``token:<user>:<org>`` → (valid until, principal)
+        self._cache: dict[str, tuple[datetime, Principal]] = {}
 
     async def __call__(self, credential: str | None) -> Principal:
         credential = (credential or "").strip()
         if not credential:
             raise NotAuthenticated("Send an API key: Authorization: Bearer <key> or X-Api-Key.")
         now = self.clock.now()
+        key_hash: str | None = None
+        if credential.startswith(BEARER_TOKEN_PREFIX):
+            claims = read_token(self.secret, credential, now)
+            user_id, organization_id = claims.user_id, claims.organization_id
+            cache_key = f"token:{user_id}:{organization_id}"
+        else:
+            key_hash = cache_key = hash_api_key(credential)
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            if cached[0] > now:
+                return cached[1]
+            del self._cache[cache_key]
         async with self.uow() as uow:
-            if credential.startswith(BEARER_TOKEN_PREFIX):
-                claims = read_token(self.secret, credential, now)
-                user_id, organization_id = claims.user_id, claims.organization_id
-            else:
-                key = await uow.api_keys.get_by_hash(hash_api_key(credential))
+            if key_hash is not None:
+                key = await uow.api_keys.get_by_hash(key_hash)
                 if key is None or not key.is_active:
                     raise NotAuthenticated("The API key is not valid.")
                 user_id, organization_id = key.user_id, key.organization_id
@@ -319,6 +349,17 @@ class Authenticate:
                 raise NotAuthenticated("The user of this credential no longer exists.")
             default = await _default_organization(uow)
         operator = user.is_admin and default is not None and default.id == organization_id
-        return Principal(
+        principal = Principal(
             user_id=user.id, organization_id=organization_id, role=user.role, operator=operator
         )
+        if self.cache_ttl > timedelta(0):
+            self._remember(cache_key, principal, now)
+        return principal
+
+    def _remember(self, cache_key: str, principal: Principal, now: datetime) -> None:
+        if len(self._cache) >= self.cache_size:
+            for stale in [k for k, (until, _) in self._cache.items() if until <= now]:
+                del self._cache[stale]
+            while len(self._cache) >= self.cache_size:  # still full: drop the oldest
+                del self._cache[next(iter(self._cache))]
+        self._cache[cache_key] = (now + self.cache_ttl, principal)

@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from whatsgate.domain.auth import Principal
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
 from whatsgate.domain.errors import (
     ContactNotFound,
@@ -24,10 +25,12 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import Presence, Receipt, ReceiptType, TypingState
 from whatsgate.ports.repositories import (
     ConversationQuery,
+    ConversationView,
     Page,
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from whatsgate.usecases.access import visible_conversation, visible_session
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.inbox")
@@ -92,22 +95,40 @@ class ListConversations:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self.uow = uow
 
-    async def __call__(self, query: ListConversationsQuery) -> Page[Conversation]:
-        limit = _check_limit(query.limit)
+    async def __call__(
+        self, query: ListConversationsQuery, *, principal: Principal | None = None
+    ) -> Page[Conversation]:
+        """``principal``: check that they may see the session (``Access.session``) in the
+        same unit of work."""
         async with self.uow() as uow:
-            if await uow.sessions.get(query.session_id) is None:
-                raise SessionNotFound(session_id=query.session_id)
-            return await uow.conversations.search(
-                ConversationQuery(
-                    session_id=query.session_id,
-                    status=query.status,
-                    assignee_id=query.assignee_id,
-                    unread_only=query.unread_only,
-                    text=(query.text or "").strip() or None,
-                    cursor=query.cursor,
-                    limit=limit,
-                )
-            )
+            return await uow.conversations.search(await self._checked(uow, query, principal))
+
+    async def views(
+        self, query: ListConversationsQuery, *, principal: Principal | None = None
+    ) -> Page[ConversationView]:
+        """The same page as the API shows it, read straight from storage (no entities)."""
+        async with self.uow() as uow:
+            checked = await self._checked(uow, query, principal)
+            return await uow.conversations.search_views(checked)
+
+    @staticmethod
+    async def _checked(
+        uow: UnitOfWork, query: ListConversationsQuery, principal: Principal | None
+    ) -> ConversationQuery:
+        if principal is not None:
+            await visible_session(uow, principal, query.session_id)
+        limit = _check_limit(query.limit)
+        if principal is None and await uow.sessions.get(query.session_id) is None:
+            raise SessionNotFound(session_id=query.session_id)
+        return ConversationQuery(
+            session_id=query.session_id,
+            status=query.status,
+            assignee_id=query.assignee_id,
+            unread_only=query.unread_only,
+            text=(query.text or "").strip() or None,
+            cursor=query.cursor,
+            limit=limit,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,10 +149,17 @@ class GetMessages:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self.uow = uow
 
-    async def __call__(self, query: GetMessagesQuery) -> Page[Message]:
-        limit = _check_limit(query.limit)
+    async def __call__(
+        self, query: GetMessagesQuery, *, principal: Principal | None = None
+    ) -> Page[Message]:
+        """``principal``: check that they may see the conversation (``Access.conversation``)
+        in the same unit of work."""
         async with self.uow() as uow:
-            await _conversation(uow, query.conversation_id)
+            if principal is not None:
+                await visible_conversation(uow, principal, query.conversation_id)
+            limit = _check_limit(query.limit)
+            if principal is None:
+                await _conversation(uow, query.conversation_id)
             return await uow.messages.list_for_conversation(
                 query.conversation_id, before=query.before, limit=limit
             )

@@ -121,3 +121,85 @@ async def test_revoked_keys_and_removed_users_no_longer_authenticate(
     for nothing in (None, "", "   "):
         with pytest.raises(NotAuthenticated):
             await authenticate(nothing)
+
+
+async def test_a_cached_principal_lasts_the_ttl_then_revocation_and_removal_count(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    reads = 0
+
+    def uow() -> MemoryUnitOfWork:
+        nonlocal reads
+        reads += 1
+        return uow_of(store)
+
+    boot = await Bootstrap(uow, clock)(BootstrapCommand())
+    agent = await CreateUser(uow, clock)(
+        CreateUserCommand(organization_id=boot.organization.id, name="Bea")
+    )
+    authenticate = Authenticate(uow, clock, SECRET, cache_ttl=timedelta(seconds=5))
+    principal = await authenticate(agent.api_key)
+    token = (await IssueToken(SECRET, clock)(principal)).token
+    assert await authenticate(token) == principal
+    reads = 0
+    assert await authenticate(agent.api_key) == principal
+    assert await authenticate(f"  {token} ") == principal
+    assert reads == 0  # both served from the cache
+    # A revoked key and a removed user still pass until the TTL runs out, not after.
+    key = next(k for k in store.api_keys.values() if k.user_id == agent.user.id)
+    key.revoked_at = clock.now()
+    del store.users[agent.user.id]
+    await clock.advance(4.9)
+    assert await authenticate(agent.api_key) == principal
+    assert await authenticate(token) == principal
+    await clock.advance(0.1)
+    with pytest.raises(NotAuthenticated, match="API key is not valid"):
+        await authenticate(agent.api_key)
+    with pytest.raises(NotAuthenticated, match="no longer exists"):
+        await authenticate(token)
+    # Refusals are not cached, and a bad signature is refused even with the user cached.
+    with pytest.raises(NotAuthenticated):
+        await authenticate(token[:-2] + "xx")
+    with pytest.raises(NotAuthenticated):
+        await authenticate("wg_unknown-key")
+
+
+async def test_the_principal_cache_is_bounded_and_keeps_the_newest(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    reads = 0
+
+    def uow() -> MemoryUnitOfWork:
+        nonlocal reads
+        reads += 1
+        return uow_of(store)
+
+    boot = await Bootstrap(uow, clock)(BootstrapCommand())
+    keys = [boot.new_api_key]
+    for name in ("Bea", "Cid"):
+        made = await CreateUser(uow, clock)(
+            CreateUserCommand(organization_id=boot.organization.id, name=name)
+        )
+        keys.append(made.api_key)
+    authenticate = Authenticate(uow, clock, SECRET, cache_ttl=timedelta(seconds=5), cache_size=2)
+    for key in keys:
+        await authenticate(key)
+    reads = 0
+    await authenticate(keys[2])
+    await authenticate(keys[1])
+    assert reads == 0
+    await authenticate(keys[0])  # dropped to make room: read again
+    assert reads == 1
+
+
+async def test_without_a_ttl_nothing_is_cached(store: MemoryStore, clock: FakeClock) -> None:
+    def uow() -> MemoryUnitOfWork:
+        return uow_of(store)
+
+    boot = await Bootstrap(uow, clock)(BootstrapCommand())
+    authenticate = Authenticate(uow, clock, SECRET)
+    assert boot.new_api_key is not None
+    await authenticate(boot.new_api_key)
+    next(iter(store.api_keys.values())).revoked_at = clock.now()
+    with pytest.raises(NotAuthenticated):
+        await authenticate(boot.new_api_key)

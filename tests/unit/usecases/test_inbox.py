@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from whatsgate.domain.auth import Principal
 from whatsgate.domain.conversation import ConversationStatus
 from whatsgate.domain.errors import (
     ContactNotFound,
     ConversationNotFound,
     InvalidCursor,
     InvalidInput,
+    PermissionDenied,
+    SessionNotFound,
     SessionNotRunning,
     UserNotFound,
 )
@@ -18,10 +22,13 @@ from whatsgate.domain.message import Direction, Message, MessageKind, MessageSta
 from whatsgate.domain.organization import Role, User
 from whatsgate.domain.session import Session
 from whatsgate.ports.engine import Presence, Receipt, ReceiptType, TypingState
+from whatsgate.testing import MemoryUnitOfWork
 from whatsgate.usecases.inbox import (
     UNSET,
     AssignConversationCommand,
+    GetMessages,
     GetMessagesQuery,
+    ListConversations,
     ListConversationsQuery,
     MarkReadCommand,
     PresenceCommand,
@@ -33,7 +40,7 @@ from whatsgate.usecases.inbox import (
 )
 from whatsgate.usecases.sessions import SessionCommand
 
-from .harness import ALICE, ALICE_LID, BOB, GROUP, World, incoming
+from .harness import ALICE, ALICE_LID, BOB, GROUP, World, counting, incoming
 
 S = MessageStatus
 
@@ -294,6 +301,38 @@ async def test_mark_read_without_a_connection_still_reads_here(
 # -- listing --------------------------------------------------------------------------------
 
 
+async def test_listing_as_a_principal_checks_access_in_the_same_unit_of_work(
+    world: World, session: Session
+) -> None:
+    await world.receive(session.id, incoming("M1", chat=ALICE))
+    query = ListConversationsQuery(session_id=session.id)
+    admin = Principal(user_id="u-admin", organization_id=session.organization_id, role=Role.ADMIN)
+    page = await world.list_conversations(query, principal=admin)
+    assert [str(c.chat) for c in page.items] == [ALICE]
+    bia = await agent(world, session.organization_id)
+    as_bia = Principal(user_id=bia.id, organization_id=bia.organization_id, role=Role.AGENT)
+    with pytest.raises(PermissionDenied):
+        await world.list_conversations(query, principal=as_bia)
+    outsider = Principal(user_id="u-x", organization_id="another-org", role=Role.ADMIN)
+    for principal in (outsider, None):
+        with pytest.raises(SessionNotFound):
+            await world.list_conversations(
+                ListConversationsQuery(session_id="no-such-session"), principal=principal
+            )
+    with pytest.raises(SessionNotFound):  # another organization's session does not exist
+        await world.list_conversations(query, principal=outsider)
+    calls: Counter[str] = Counter()
+    units = 0
+
+    def uow() -> MemoryUnitOfWork:
+        nonlocal units
+        units += 1
+        return counting(world.store, calls)()
+
+    await ListConversations(uow)(query, principal=admin)
+    assert units == 1
+
+
 async def test_conversations_are_listed_newest_first_with_filters_and_cursors(
     world: World, session: Session
 ) -> None:
@@ -369,6 +408,39 @@ async def test_messages_come_a_page_at_a_time_newest_page_first(
     assert pages == [["M4", "M5", "M6"], ["M1", "M2", "M3"], ["M0"]]
     with pytest.raises(ConversationNotFound):
         await world.get_messages(GetMessagesQuery(conversation_id="nope"))
+
+
+async def test_reading_messages_as_a_principal_checks_access_in_the_same_unit_of_work(
+    world: World, session: Session
+) -> None:
+    await world.receive(session.id, incoming("M1", chat=ALICE))
+    conversation = await world.conversation(session.id, ALICE)
+    query = GetMessagesQuery(conversation_id=conversation.id)
+    bia = await agent(world, session.organization_id)
+    as_bia = Principal(user_id=bia.id, organization_id=bia.organization_id, role=Role.AGENT)
+    with pytest.raises(PermissionDenied):  # the session is not shared with her
+        await world.get_messages(query, principal=as_bia)
+    await world.assign(
+        AssignConversationCommand(conversation_id=conversation.id, assignee_id=bia.id)
+    )
+    page = await world.get_messages(query, principal=as_bia)  # assigned to her: she sees it
+    assert [m.wa_id for m in page.items] == ["M1"]
+    outsider = Principal(user_id="u-x", organization_id="another-org", role=Role.ADMIN)
+    for conversation_id in (conversation.id, "nope"):
+        with pytest.raises(ConversationNotFound):
+            await world.get_messages(
+                GetMessagesQuery(conversation_id=conversation_id), principal=outsider
+            )
+    units = 0
+
+    def uow() -> MemoryUnitOfWork:
+        nonlocal units
+        units += 1
+        return MemoryUnitOfWork(world.store)
+
+    admin = Principal(user_id="u-a", organization_id=session.organization_id, role=Role.ADMIN)
+    assert len((await GetMessages(uow)(query, principal=admin)).items) == 1
+    assert units == 1
 
 
 # -- changing a conversation ----------------------------------------------------------------

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from whatsgate.adapters.http.auth import principal_of
 from whatsgate.adapters.http.errors import error_responses
 from whatsgate.adapters.http.schemas import (
     ContactList,
@@ -64,9 +65,8 @@ class SessionInboxController(Controller):
     )
     async def list_conversations(
         self,
+        request: Request[Any, Any, Any],
         session_id: FromPath[str],
-        principal: NamedDependency[Principal],
-        access: NamedDependency[Access],
         list_conversations: NamedDependency[ListConversations],
         status: Annotated[Literal["pending", "active", "closed"] | None, QueryParameter()] = None,
         assignee: Annotated[str | None, QueryParameter(description="A user id.")] = None,
@@ -75,8 +75,10 @@ class SessionInboxController(Controller):
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> ConversationList:
-        await access.session(principal, session_id)
-        page = await list_conversations(
+        # The caller from the request, not the ``principal`` dependency: with one dependency
+        # left Litestar resolves it directly, not in a task group (~85 µs per request).
+        principal = principal_of(request)
+        page = await list_conversations.views(
             ListConversationsQuery(
                 session_id=session_id,
                 status=ConversationStatus(status) if status else None,
@@ -85,10 +87,11 @@ class SessionInboxController(Controller):
                 text=q,
                 cursor=cursor,
                 limit=limit,
-            )
+            ),
+            principal=principal,
         )
         return ConversationList(
-            items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
+            items=[ConversationOut.of_view(v) for v in page.items], next_cursor=page.next_cursor
         )
 
     @get(
@@ -283,16 +286,16 @@ class ConversationController(Controller):
     )
     async def messages(
         self,
+        request: Request[Any, Any, Any],
         conversation_id: FromPath[str],
-        principal: NamedDependency[Principal],
-        access: NamedDependency[Access],
         get_messages: NamedDependency[GetMessages],
         before: Cursor = None,
         limit: Limit = 50,
     ) -> MessageList:
-        await access.conversation(principal, conversation_id)
+        principal = principal_of(request)  # one dependency: see list_conversations
         page = await get_messages(
-            GetMessagesQuery(conversation_id=conversation_id, before=before, limit=limit)
+            GetMessagesQuery(conversation_id=conversation_id, before=before, limit=limit),
+            principal=principal,
         )
         return MessageList(
             items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor

@@ -16,6 +16,7 @@ from whatsgate.domain.events import StoredEvent
 from whatsgate.domain.message import Message
 from whatsgate.domain.organization import User
 from whatsgate.domain.session import Session, iso
+from whatsgate.ports.repositories import ConversationView
 
 Name = Annotated[str, Meta(min_length=1, max_length=100, examples=["sales"])]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -338,6 +339,26 @@ class ConversationOut(msgspec.Struct, kw_only=True):
     @classmethod
     def of(cls, conversation: Conversation) -> ConversationOut:
         return msgspec.convert(conversation.to_dict(), cls)
+
+    @classmethod
+    def of_view(cls, v: ConversationView) -> ConversationOut:
+        return cls(
+            id=v.id,
+            session_id=v.session_id,
+            chat=v.chat,
+            is_group=v.is_group,
+            name=v.name,
+            status=v.status,
+            assignee_id=v.assignee_id,
+            unread_count=v.unread_count,
+            last_message_at=v.last_message_at,
+            last_message_preview=v.last_message_preview,
+            last_message_id=v.last_message_id,
+            external_ref=v.external_ref,
+            metadata=v.metadata,
+            created_at=v.created_at,
+            updated_at=v.updated_at,
+        )
 
 
 class ConversationList(msgspec.Struct, kw_only=True):

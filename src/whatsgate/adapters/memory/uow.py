@@ -31,6 +31,7 @@ from whatsgate.ports.repositories import (
     ContactRepository,
     ConversationQuery,
     ConversationRepository,
+    ConversationView,
     EventLog,
     MessageRepository,
     OrganizationRepository,
@@ -351,6 +352,10 @@ class _Conversations(ConversationRepository):
             last = page[-1]
             next_cursor = encode_cursor(last.last_message_at or last.created_at, last.id)
         return Page(page, next_cursor)
+
+    async def search_views(self, query: ConversationQuery) -> Page[ConversationView]:
+        page = await self.search(query)
+        return Page([ConversationView.of(c) for c in page.items], page.next_cursor)
 
 
 class _Messages(MessageRepository):

@@ -9,7 +9,9 @@ read before the write, decides what is new, which stays true under concurrent in
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Insert,
+    Integer,
     Result,
     Select,
     String,
@@ -40,18 +43,19 @@ from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.errors import AlreadyExists
 from whatsgate.domain.events import DomainEvent, StoredEvent
-from whatsgate.domain.jid import Jid
+from whatsgate.domain.jid import GROUP_SERVER, Jid
 from whatsgate.domain.message import Message
 from whatsgate.domain.organization import Organization, User
 from whatsgate.domain.outbox import OutboxEntry, OutboxState, SendAttempt
 from whatsgate.domain.pagination import decode_cursor, encode_cursor
-from whatsgate.domain.session import Session
+from whatsgate.domain.session import Session, iso
 from whatsgate.domain.webhook import DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery
 from whatsgate.ports.repositories import (
     ApiKeyRepository,
     ContactRepository,
     ConversationQuery,
     ConversationRepository,
+    ConversationView,
     EventLog,
     MessageRepository,
     OrganizationRepository,
@@ -132,6 +136,14 @@ def _upsert_statement(table: Table, dialect: str) -> postgresql.Insert | sqlite.
     )
 
 
+@functools.cache
+def _get_by_id(table: Table) -> Select[Any]:
+    """``SELECT … WHERE id = :id LIMIT 1``, built once per table: building it per call (and
+    SQLAlchemy's cache key and result metadata for a new statement) cost more CPU than the
+    indexed read itself (bench/rest.py)."""
+    return select(table).where(table.c.id == bindparam("id")).limit(1)
+
+
 class _Repository:
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
@@ -176,6 +188,26 @@ class _Repository:
     async def _all(self, stmt: Select[Any]) -> list[Any]:
         return list((await self._execute(stmt)).all())
 
+    async def _all_with(self, stmt: Select[Any], params: dict[str, Any]) -> list[Any]:
+        return list((await self._conn.execute(stmt, params)).all())
+
+    async def _by_id(self, table: Table, row_id: str) -> Any:
+        """The row with this id (or None), its columns processed as SQLAlchemy would."""
+        return await self._first_prebuilt(_get_by_id(table), {"id": row_id})
+
+    async def _first_prebuilt(self, stmt: Select[Any], params: dict[str, Any]) -> Any:
+        """The first row of a statement built once (bound parameters), processed as
+        SQLAlchemy would; on SQLite in one call to the driver's thread (``_read_rows``)."""
+        if self._dialect != "sqlite":
+            return (await self._conn.execute(stmt, params)).first()
+        rows = await _read_rows(self._conn, stmt, params)
+        if not rows:
+            return None
+        keys, processors = _sqlite_results(stmt, self._conn.dialect)
+        row = rows[0]
+        values = [v if p is None else p(v) for p, v in zip(processors, row, strict=True)]
+        return _Processed(dict(zip(keys, values, strict=True)))
+
     def _fold(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """Case-folded text of ``column`` (for every script, not just ASCII)."""
         text = type_coerce(column, String)
@@ -218,7 +250,7 @@ class SqlUsers(_Repository, UserRepository):
         await self._upsert(self.t, [mapping.user_row(user)])
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._first(select(self.t).where(self.t.c.id == user_id))
+        row = await self._by_id(self.t, user_id)
         return mapping.to_user(row) if row else None
 
     async def in_organization(self, organization_id: str) -> list[User]:
@@ -255,7 +287,7 @@ class SqlSessions(_Repository, SessionRepository):
         await self._upsert(self.t, [mapping.session_row(session)])
 
     async def get(self, session_id: str) -> Session | None:
-        row = await self._first(select(self.t).where(self.t.c.id == session_id))
+        row = await self._by_id(self.t, session_id)
         return mapping.to_session(row) if row else None
 
     async def get_many(self, session_ids: Sequence[str]) -> list[Session]:
@@ -352,16 +384,25 @@ class SqlContacts(_Repository, ContactRepository):
         return Page(page, encode_cursor(None, page[-1].id) if more and page else None)
 
 
+_BY_CHAT = (
+    select(tables.conversations)
+    .where(
+        tables.conversations.c.session_id == bindparam("session_id"),
+        tables.conversations.c.chat == bindparam("chat"),
+    )
+    .limit(1)
+)
+
+
 class SqlConversations(_Repository, ConversationRepository):
     t = tables.conversations
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        row = await self._first(select(self.t).where(self.t.c.id == conversation_id))
+        row = await self._by_id(self.t, conversation_id)
         return mapping.to_conversation(row) if row else None
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
-        c = self.t.c
-        row = await self._first(select(self.t).where(c.session_id == session_id, c.chat == chat))
+        row = await self._first_prebuilt(_BY_CHAT, {"session_id": session_id, "chat": chat})
         return mapping.to_conversation(row) if row else None
 
     async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
@@ -391,53 +432,243 @@ class SqlConversations(_Repository, ConversationRepository):
         await self._upsert(self.t, [mapping.conversation_row(c) for c in conversations])
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
-        c = self.t.c
-        where: list[ColumnElement[bool]] = [c.session_id == query.session_id]
-        if query.status is not None:
-            where.append(c.status == str(query.status))
-        if query.assignee_id is not None:
-            where.append(c.assignee_id == query.assignee_id)
-        if query.unread_only:
-            where.append(c.unread_count > 0)
-        if query.text:
-            k = tables.contacts.c
-            named_contact = (
-                select(k.id)
-                .where(
-                    k.session_id == c.session_id,
-                    or_(k.jid == c.chat, k.lid == c.chat),
-                    or_(
-                        self._contains(k.name, query.text), self._contains(k.push_name, query.text)
-                    ),
-                )
-                .exists()
-            )
-            where.append(
-                or_(
-                    self._contains(c.name, query.text),
-                    self._contains(c.chat, query.text),
-                    named_contact,
-                )
-            )
-        if query.cursor:
-            at, after = decode_cursor(query.cursor)
-            if at is None:
-                where.append(false())
-            else:
-                where.append(or_(c.activity_at < at, and_(c.activity_at == at, c.id < after)))
-        stmt = (
-            select(self.t)
-            .where(*where)
-            .order_by(c.activity_at.desc(), c.id.desc())
-            .limit(query.limit + 1)
-        )
-        rows = await self._all(stmt)
+        stmt = _conversation_search(self._dialect, _SearchShape.of(query), False)
+        rows = await self._all_with(stmt, _search_params(query))
         page = [mapping.to_conversation(r) for r in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit and page:
             last = page[-1]
             next_cursor = encode_cursor(last.last_message_at or last.created_at, last.id)
         return Page(page, next_cursor)
+
+    async def search_views(self, query: ConversationQuery) -> Page[ConversationView]:
+        """The page straight from the rows: times and chats as stored, formatted once for
+        the API, no entities (the inbox's list endpoint)."""
+        stmt = _conversation_search(self._dialect, _SearchShape.of(query), True)
+        rows = await _read_rows(self._conn, stmt, _search_params(query))
+        page = [
+            ConversationView(
+                id=r[0],
+                session_id=r[1],
+                chat=r[2],
+                is_group=r[2].endswith(_GROUP_SUFFIX),
+                name=r[3],
+                status=r[4],
+                assignee_id=r[5],
+                unread_count=r[6],
+                last_message_at=_wire_time(r[7]) if r[7] is not None else None,
+                last_message_preview=r[8],
+                last_message_id=r[9],
+                external_ref=r[10],
+                metadata=_json_object(r[11]),
+                created_at=_wire_time(r[12]),
+                updated_at=_wire_time(r[13]),
+            )
+            for r in rows[: query.limit]
+        ]
+        next_cursor = None
+        if len(rows) > query.limit and page:
+            last = rows[query.limit - 1]
+            next_cursor = encode_cursor(_stored_time(last[14]), last[0])
+        return Page(page, next_cursor)
+
+
+_GROUP_SUFFIX = "@" + GROUP_SERVER
+
+
+async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> Any:
+    """The rows of a read whose columns need no result processing (the caller formats
+    them). On SQLite, one call to the driver's thread (``execute_fetchall``) where the
+    SQLAlchemy adapter makes four (cursor, execute, fetch, close): each is a thread hand-off
+    that cost more CPU than a small indexed query (bench/rest.py)."""
+    if conn.dialect.name != "sqlite":
+        return (await conn.execute(stmt, params)).all()
+    sql, order, processors, defaults = _sqlite_compiled(stmt, conn.dialect)
+    values = {**defaults, **params}
+    for name, process in processors.items():
+        values[name] = process(values[name])
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return await driver.execute_fetchall(sql, [values[n] for n in order])
+
+
+class _Processed:
+    """A row read through ``_read_rows`` and processed: what ``mapping.to_*`` reads of a
+    ``Row`` (its ``_mapping``)."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._mapping = values
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_results(
+    stmt: Select[Any], dialect: Dialect
+) -> tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
+    """The column names of a statement and each one's result processor (None: as read)."""
+    columns = list(stmt.selected_columns)
+    processors = tuple(
+        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+    )
+    return tuple(str(c.key) for c in columns), processors
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_compiled(
+    stmt: Select[Any], dialect: Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Callable[[Any], Any]], dict[str, Any]]:
+    """SQL text, parameter order, bind processors and fixed values of a statement."""
+    compiled = stmt.compile(dialect=dialect)
+    order = tuple(compiled.positiontup or ())
+    processors: dict[str, Callable[[Any], Any]] = {}
+    for name in order:
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors[name] = process
+    defaults = {n: b.effective_value for n, b in compiled.binds.items() if not b.required}
+    return compiled.string, order, processors, defaults
+
+
+def _json_object(value: str | dict[str, Any]) -> dict[str, Any]:
+    """A JSON column read without its type: SQLite gives the text, asyncpg the object."""
+    if isinstance(value, dict):
+        return value
+    if value == "{}":  # most rows: no metadata
+        return {}
+    loaded: dict[str, Any] = json.loads(value)
+    return loaded
+
+
+def _stored_time(value: datetime | str) -> datetime:
+    """A time read without its column type: PostgreSQL gives a datetime, SQLite the naive
+    UTC text it stores."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _wire_time(value: datetime | str) -> str:
+    """``iso()`` of a time read without its column type. SQLite's text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``) is rearranged rather than parsed and formatted again."""
+    if isinstance(value, str) and len(value) == 26 and value[10] == " ":
+        fraction = value[19:]
+        return f"{value[:10]}T{value[11:19]}{'' if fraction == '.000000' else fraction}Z"
+    return iso(_stored_time(value)) or ""
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchShape:
+    """Which parts a conversation search has: one statement is built per shape (and dialect),
+    values are bound at execution."""
+
+    status: bool
+    assignee: bool
+    unread: bool
+    text: bool
+    #: None: no cursor; False: a cursor past the end; True: a cursor with a time.
+    cursor: bool | None
+
+    @classmethod
+    def of(cls, query: ConversationQuery) -> _SearchShape:
+        cursor: bool | None = None
+        if query.cursor:
+            cursor = decode_cursor(query.cursor)[0] is not None
+        return cls(
+            status=query.status is not None,
+            assignee=query.assignee_id is not None,
+            unread=query.unread_only,
+            text=bool(query.text),
+            cursor=cursor,
+        )
+
+
+def _search_params(query: ConversationQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"session_id": query.session_id, "limit": query.limit + 1}
+    if query.status is not None:
+        params["status"] = str(query.status)
+    if query.assignee_id is not None:
+        params["assignee_id"] = query.assignee_id
+    if query.text:
+        params["pattern"] = _like_pattern(query.text)
+    if query.cursor:
+        at, after = decode_cursor(query.cursor)
+        if at is not None:
+            params.update(at=at, after=after)
+    return params
+
+
+def _like_pattern(needle: str) -> str:
+    escaped = needle.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _fold_of(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    text = type_coerce(column, String)
+    return func.wg_casefold(text) if dialect == "sqlite" else func.lower(text)
+
+
+@functools.cache
+def _conversation_search(dialect: str, shape: _SearchShape, views: bool) -> Select[Any]:
+    """The inbox query of one shape, with bound parameters (see ``_search_params``): built
+    once, so a request pays neither the building nor SQLAlchemy's cache key of it."""
+    t = tables.conversations
+    c = t.c
+    where: list[ColumnElement[bool]] = [c.session_id == bindparam("session_id")]
+    if shape.status:
+        where.append(c.status == bindparam("status"))
+    if shape.assignee:
+        where.append(c.assignee_id == bindparam("assignee_id"))
+    if shape.unread:
+        where.append(c.unread_count > 0)
+    if shape.text:
+        pattern = bindparam("pattern", type_=String)
+
+        def contains(column: ColumnElement[Any]) -> ColumnElement[bool]:
+            return _fold_of(column, dialect).like(pattern, escape="\\")
+
+        k = tables.contacts.c
+        named_contact = (
+            select(k.id)
+            .where(
+                k.session_id == c.session_id,
+                or_(k.jid == c.chat, k.lid == c.chat),
+                or_(contains(k.name), contains(k.push_name)),
+            )
+            .exists()
+        )
+        where.append(or_(contains(c.name), contains(c.chat), named_contact))
+    if shape.cursor is False:
+        where.append(false())
+    elif shape.cursor:
+        at = bindparam("at", type_=c.activity_at.type)
+        where.append(or_(c.activity_at < at, and_(c.activity_at == at, c.id < bindparam("after"))))
+    columns: Sequence[Any] = [t]
+    if views:
+        raw = functools.partial(type_coerce, type_=String)
+        columns = [
+            c.id,
+            c.session_id,
+            raw(c.chat),
+            c.name,
+            c.status,
+            c.assignee_id,
+            c.unread_count,
+            raw(c.last_message_at),
+            c.last_message_preview,
+            c.last_message_id,
+            c.external_ref,
+            raw(c.metadata),
+            raw(c.created_at),
+            raw(c.updated_at),
+            raw(c.activity_at),
+        ]
+    return (
+        select(*columns)
+        .where(*where)
+        .order_by(c.activity_at.desc(), c.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
 
 
 @functools.lru_cache(maxsize=32)
