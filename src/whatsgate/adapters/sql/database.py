@@ -20,13 +20,13 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from whatsgate.adapters.sql.onehop import OneHopConnection
+from whatsgate.adapters.sql.types import json_text
 
 #: How long a SQLite writer waits for the one before it, then fails "database is locked".
 BUSY_TIMEOUT_MS = 5_000
@@ -111,7 +111,7 @@ def create_engine_for(
     if missing."""
     url = async_url(url)
     parsed = make_url(url)
-    kwargs.setdefault("json_serializer", _json_text)
+    kwargs.setdefault("json_serializer", json_text)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
@@ -124,17 +124,6 @@ def create_engine_for(
     event.listen(engine.sync_engine, "connect", pragmas)
     _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
     return engine
-
-
-_JSON = msgspec.json.Encoder()
-
-
-def _json_text(value: Any) -> str:
-    """JSON columns written with msgspec: the same JSON as ``json.dumps`` (read back with
-    ``json.loads``) without the spaces and ASCII escapes, in a seventh of the time; the event
-    log's payloads and the messages' JSON columns were a tenth of live ingest (bench/
-    live_ingest.py)."""
-    return _JSON.encode(value).decode()
 
 
 def _one_hop_connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:

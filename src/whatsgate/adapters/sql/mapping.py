@@ -6,13 +6,13 @@ a fresh entity from a row, so every read hands the caller its own copy.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, RowMapping
 
+from whatsgate.adapters.sql.types import json_text
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
 from whatsgate.domain.events import StoredEvent
@@ -355,14 +355,14 @@ def message_params(m: Message, time: Callable[[datetime], Any], created_at: Any)
         str(m.direction),
         str(m.kind),
         m.text,
-        None if media is None else json.dumps(_media(media)),
-        None if location is None else json.dumps(_location(location)),
-        None if contact is None else json.dumps(_contact_card(contact)),
-        None if poll is None else json.dumps(_poll(poll)),
+        None if media is None else json_text(_media(media)),
+        None if location is None else json_text(_location(location)),
+        None if contact is None else json_text(_contact_card(contact)),
+        None if poll is None else json_text(_poll(poll)),
         m.quoted_wa_id,
         m.target_wa_id,
         m.unsupported_type,
-        json.dumps(reactions) if reactions else "{}",
+        json_text(reactions) if reactions else "{}",
         None if edited_at is None else time(edited_at),
         None if revoked_at is None else time(revoked_at),
         time(m.timestamp),
