@@ -125,6 +125,17 @@ class _Book:
 
 
 @dataclass(frozen=True, slots=True)
+class _Batch:
+    """A session's batch, sent, waiting for its transaction."""
+
+    session: Session
+    outcomes: list[_Outcome]
+    tally: _Tally
+    #: When the session may go on (None: at once), once written.
+    done: asyncio.Future[datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
 class _Stop:
     """Nothing to send now: whether the session is done for now, and when to look again."""
 
@@ -173,6 +184,9 @@ class DeliverOutbox:
         self._locks: dict[str, asyncio.Lock] = {}
         #: Sessions found not connected, and when to look at them again.
         self._offline: dict[str, datetime] = {}
+        #: Batches sent and waiting to be written; whether a transaction is writing some.
+        self._unwritten: list[_Batch] = []
+        self._writing = False
 
     async def __call__(self, command: DeliverCommand) -> DeliveryReport:
         async with self.uow() as uow:
@@ -347,46 +361,30 @@ class DeliverOutbox:
     async def _record(
         self, session: Session, outcomes: list[_Outcome], tally: _Tally
     ) -> datetime | None:
-        """Write down what became of a batch in one transaction (entries, attempts, messages,
-        events); returns when the session may go on, if it must wait."""
+        """Write down what became of a batch (entries, attempts, messages, events); returns
+        when the session may go on, if it must wait. Batches of sessions that finish while
+        another is being written are written together, in the next transaction (a group
+        commit): one commit for many sessions when they are busy, no wait when they are not."""
         if not outcomes:
             return None
-        async with self.uow() as uow:
-            ids = [o.job.entry.id for o in outcomes]
-            currents = {e.id: e for e in await uow.outbox.get_many(ids)}
-            message_ids = [o.job.entry.message_id for o in outcomes if o.job.message is not None]
-            stored = {m.id: m for m in await uow.messages.get_many(message_ids)}
-            book = _Book()
-            look_again: datetime | None = None
-            for outcome in outcomes:
-                current = currents.get(outcome.job.entry.id)
-                if current is None or not current.is_pending:
-                    continue  # deleted or settled meanwhile
-                message = stored.get(current.message_id)
-                if outcome.job.problem is not None:
-                    _give_up(current, message, outcome.job.problem, outcome.at, book, tally)
-                elif message is None:
-                    continue  # deleted meanwhile
-                elif outcome.hold_until is not None:
-                    current.hold(outcome.hold_until, outcome.at, throttled=True)
-                    book.entries.append(current)
-                    tally.held += 1
-                    log.info(
-                        "session %s: message %s held back by pacing until %s",
-                        session.id,
-                        current.message_id,
-                        outcome.hold_until.isoformat(),
-                        extra={"session_id": session.id, "message_id": current.message_id},
-                    )
-                else:
-                    look_again = await self._settle(
-                        uow, session, current, message, outcome, book, tally
-                    )
-            await uow.outbox.add_attempts(book.attempts)
-            await uow.outbox.save_many(book.entries)
-            await uow.messages.save_many(list({m.id: m for m in book.messages}.values()))
-            uow.events.add(*book.events)
-            await uow.commit()
+        batch = _Batch(session, outcomes, tally, asyncio.get_running_loop().create_future())
+        self._unwritten.append(batch)
+        if not self._writing:
+            self._writing = True
+            group: list[_Batch] = []
+            try:
+                while self._unwritten:
+                    group, self._unwritten = self._unwritten, []
+                    try:
+                        await self._write(group)
+                    except Exception as exc:
+                        _fail(group, exc)
+            finally:
+                self._writing = False
+                # Interrupted (cancelled): no batch may wait for a writer that is gone.
+                _fail([*group, *self._unwritten], RuntimeError("the outbox writer stopped"))
+                self._unwritten = []
+        look_again = await batch.done
         for outcome in outcomes:
             if outcome.result is not None:
                 log.info(
@@ -396,6 +394,60 @@ class DeliverOutbox:
                     outcome.result.wa_id,
                     outcome.latency_ms,
                     extra={"session_id": session.id, "message_id": outcome.job.entry.message_id},
+                )
+        return look_again
+
+    async def _write(self, batches: list[_Batch]) -> None:
+        """One transaction for the batches of one or more sessions."""
+        async with self.uow() as uow:
+            outcomes = [o for b in batches for o in b.outcomes]
+            ids = [o.job.entry.id for o in outcomes]
+            currents = {e.id: e for e in await uow.outbox.get_many(ids)}
+            message_ids = [o.job.entry.message_id for o in outcomes if o.job.message is not None]
+            stored = {m.id: m for m in await uow.messages.get_many(message_ids)}
+            book = _Book()
+            answers = [await self._settle_batch(uow, b, currents, stored, book) for b in batches]
+            await uow.outbox.add_attempts(book.attempts)
+            await uow.outbox.save_many(book.entries)
+            await uow.messages.save_many(list({m.id: m for m in book.messages}.values()))
+            uow.events.add(*book.events)
+            await uow.commit()
+        for batch, look_again in zip(batches, answers, strict=True):
+            batch.done.set_result(look_again)
+
+    async def _settle_batch(
+        self,
+        uow: UnitOfWork,
+        batch: _Batch,
+        currents: dict[str, OutboxEntry],
+        stored: dict[str, Message],
+        book: _Book,
+    ) -> datetime | None:
+        session, tally = batch.session, batch.tally
+        look_again: datetime | None = None
+        for outcome in batch.outcomes:
+            current = currents.get(outcome.job.entry.id)
+            if current is None or not current.is_pending:
+                continue  # deleted or settled meanwhile
+            message = stored.get(current.message_id)
+            if outcome.job.problem is not None:
+                _give_up(current, message, outcome.job.problem, outcome.at, book, tally)
+            elif message is None:
+                continue  # deleted meanwhile
+            elif outcome.hold_until is not None:
+                current.hold(outcome.hold_until, outcome.at, throttled=True)
+                book.entries.append(current)
+                tally.held += 1
+                log.info(
+                    "session %s: message %s held back by pacing until %s",
+                    session.id,
+                    current.message_id,
+                    outcome.hold_until.isoformat(),
+                    extra={"session_id": session.id, "message_id": current.message_id},
+                )
+            else:
+                look_again = await self._settle(
+                    uow, session, current, message, outcome, book, tally
                 )
         return look_again
 
@@ -487,6 +539,12 @@ class DeliverOutbox:
         if target is not None:
             target.apply_reaction(session.jid, message.text or "")
             await uow.messages.save(target)
+
+
+def _fail(batches: list[_Batch], error: BaseException) -> None:
+    for batch in batches:
+        if not batch.done.done():
+            batch.done.set_exception(error)
 
 
 def _give_up(

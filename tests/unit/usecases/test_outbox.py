@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -475,6 +476,11 @@ class _CountingOutboxUnitOfWork(MemoryUnitOfWork):
         self.outbox = _Counted(self.outbox, "outbox", self.calls)
         return self
 
+    async def commit(self) -> None:
+        self.calls["commit"] += 1
+        await asyncio.sleep(0)  # a database round trip: other sessions go on meanwhile
+        await super().commit()
+
 
 def counted_deliver(world: World, calls: Counter[str]) -> DeliverOutbox:
     return DeliverOutbox(
@@ -508,6 +514,7 @@ async def test_unpaced_a_queue_goes_in_batches_in_order_each_read_at_once() -> N
         "sessions.get": 2,
         "messages.get_many": 4,
         "outbox.get_many": 2,
+        "commit": 2,
     }
 
 
@@ -545,3 +552,22 @@ async def test_a_session_found_offline_is_not_read_again_on_every_wake(world: Wo
     await world.initialize(InitializeCommand(session_id=session.id))  # reconnects, no QR
     report = await deliver(DeliverCommand())  # running again: sent at once (then paced)
     assert report.sent == 1 and [m.text for _, m, _ in world.fake.send_calls] == ["one"]
+
+
+async def test_batches_of_sessions_sending_at_once_are_written_together() -> None:
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))
+    sessions = [
+        await world.connected_session(name, phone=f"55119000000{n}")
+        for n, name in enumerate(("a", "b", "c"))
+    ]
+    for session in sessions:
+        for n in range(2):
+            await send(world, session, f"{session.name} {n}")
+    calls: Counter[str] = Counter()
+    report = await counted_deliver(world, calls)(DeliverCommand())
+    assert report.sent == 6
+    sent = {(sid, m.text) for sid, m, _ in world.fake.send_calls}
+    assert sent == {(s.id, f"{s.name} {n}") for s in sessions for n in range(2)}
+    # a's batch is written alone; b's and c's, sent while it was, in the next transaction.
+    assert calls["commit"] == 2
+    assert [e.data["status"] for e in world.events("message.status")] == ["sent"] * 6
