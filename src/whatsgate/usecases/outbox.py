@@ -143,7 +143,8 @@ class _Stop:
     look_again: datetime | None
 
 
-_Claimed = tuple[Session, EngineConnection, list[_Job]]
+#: What a claim found to send; whether it is all that was pending (and due).
+_Claimed = tuple[Session, EngineConnection, list[_Job], bool]
 
 
 class DeliverOutbox:
@@ -229,7 +230,7 @@ class DeliverOutbox:
         claimed = await self._claim(session_id)
         if isinstance(claimed, _Stop):
             return claimed.done, claimed.look_again
-        session, connection, jobs = claimed
+        session, connection, jobs, claimed_all = claimed
         outcomes: list[_Outcome] = []
         look_again: datetime | None = None
         try:
@@ -255,6 +256,10 @@ class DeliverOutbox:
             # Whatever went out is written down, even if something failed on the way.
             look_again = await self._record(session, outcomes, tally) or look_again
         if look_again is None:
+            if claimed_all and len(outcomes) == len(jobs):
+                # Everything pending at the claim went: nothing to look at now. An entry queued
+                # since then woke the worker (SendMessage sets ``wake`` after its commit).
+                return True, None
             return False, None  # go on with the session's next entries
         if look_again > self.clock.now():
             return True, look_again
@@ -294,7 +299,8 @@ class DeliverOutbox:
                     jobs.append(_Job(entry, message, None, problem=problem))
                     continue
                 jobs.append(_Job(entry, message, outgoing))
-        return session, connection, jobs
+        claimed_all = len(entries) < self.settings.batch_size and len(due) == len(entries)
+        return session, connection, jobs, claimed_all
 
     async def _send(self, session: Session, connection: EngineConnection, job: _Job) -> _Outcome:
         assert job.message is not None and job.outgoing is not None
