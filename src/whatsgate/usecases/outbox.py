@@ -163,6 +163,11 @@ class DeliverOutbox:
     - Sent: the message takes its WhatsApp id and ``sent``, and ``message.status`` is published.
     - Optionally human-like: before a first attempt, mark the chat read and show "typing…"
       for a time that grows with the text.
+    - Batches: a session claims its first due entries (at most ``batch_size``), sends them one
+      after the other (stopping at the first that fails or that pacing holds back) and writes
+      down their results together; sessions whose batches end while another is being written
+      share the next transaction. A send is recorded after it went: a crash in between sends
+      it again on restart (at least once, never lost), up to a batch per session.
     """
 
     def __init__(
@@ -589,8 +594,13 @@ class OutboxWorker:
       twice as long after each failure in a row, at most ``error_pause`` (5); a pass that
       succeeds starts the count again. A passing hiccup (the database busy for a moment) costs
       a tenth of a second, not five; a lasting failure is not retried in a tight loop.
-    - ``stop`` lets the pass in progress finish (a send is never cut in half), then returns.
+    - Woken while a pass runs, it starts another at once (two at most): a message queued
+      meanwhile does not wait for the sends and writes of other sessions to end.
+    - ``stop`` lets the passes in progress finish (a send is never cut in half), then returns.
     """
+
+    #: Passes running at once, at most.
+    MAX_PASSES = 2
 
     def __init__(
         self,
@@ -633,22 +643,49 @@ class OutboxWorker:
     async def run(self) -> None:
         first_pause = min(self.first_error_pause, self.error_pause)
         pause = first_pause
-        while not self._stopping.is_set():
-            self.wake.clear()
-            delay: float | None
+        passes: set[asyncio.Task[DeliveryReport]] = set()
+        #: When to look again, from the passes ended since the worker last went idle.
+        dues: list[datetime] = []
+        start = True
+        while True:
+            if start and not self._stopping.is_set():
+                self.wake.clear()
+                passes.add(asyncio.create_task(self.deliver(DeliverCommand())))
+            if not passes:
+                if self._stopping.is_set():
+                    break
+                due = min(dues, default=None)
+                dues.clear()
+                await self._idle(None if due is None else (due - self.clock.now()).total_seconds())
+                start = True
+                continue
+            # A wake while a pass runs starts one more at once (the sessions' locks keep each
+            # session's sends in order): a message queued meanwhile does not wait for the pass
+            # to end. At most two at a time; a later wake waits for one of them.
+            room = len(passes) < self.MAX_PASSES and not self._stopping.is_set()
+            woken = asyncio.ensure_future(self.wake.wait()) if room else None
             try:
-                report = await self.deliver(DeliverCommand())
-            except Exception:
-                log.exception("an outbox pass failed; trying again in %.1f s", pause)
-                delay = pause
-                pause = min(pause * 2, self.error_pause)
-            else:
-                pause = first_pause
-                due = report.next_due_at
-                delay = None if due is None else (due - self.clock.now()).total_seconds()
-            if self._stopping.is_set():
-                break
-            await self._idle(delay)
+                await asyncio.wait(
+                    {*passes, *([woken] if woken else [])}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                if woken is not None:
+                    woken.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await woken
+            for ended in [p for p in passes if p.done()]:
+                passes.discard(ended)
+                try:
+                    report = ended.result()
+                except Exception:
+                    log.exception("an outbox pass failed; trying again in %.1f s", pause)
+                    dues.append(self.clock.now() + timedelta(seconds=pause))
+                    pause = min(pause * 2, self.error_pause)
+                else:
+                    pause = first_pause
+                    if report.next_due_at is not None:
+                        dues.append(report.next_due_at)
+            start = self.wake.is_set() and len(passes) < self.MAX_PASSES
 
     async def _idle(self, delay: float | None) -> None:
         """Until woken, or until ``delay`` seconds of the Clock have passed."""

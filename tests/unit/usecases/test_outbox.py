@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import Self
+from typing import Any, Self
 
 import pytest
 
@@ -571,3 +571,28 @@ async def test_batches_of_sessions_sending_at_once_are_written_together() -> Non
     # a's batch is written alone; b's and c's, sent while it was, in the next transaction.
     assert calls["commit"] == 2
     assert [e.data["status"] for e in world.events("message.status")] == ["sent"] * 6
+
+
+async def test_a_message_queued_during_a_pass_does_not_wait_for_it_to_end(world: World) -> None:
+    a = await world.connected_session("a", phone="5511900000001")
+    b = await world.connected_session("b", phone="5511900000002")
+    gate = asyncio.Event()
+
+    class SlowForA(DeliverOutbox):
+        async def _send(self, session: Session, connection: Any, job: Any) -> Any:
+            if session.id == a.id:
+                await gate.wait()  # WhatsApp taking its time to answer a's send
+            return await super()._send(session, connection, job)
+
+    d = world.deliver
+    slow = SlowForA(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
+    worker = OutboxWorker(slow, world.clock, world.wake)
+    worker.start()
+    await send(world, a, "slow")
+    await send(world, b, "quick")  # woke the worker while a's pass still runs
+    assert [s.message.text for s in world.fake.sent] == ["quick"]
+    gate.set()
+    await settle()
+    assert [s.message.text for s in world.fake.sent] == ["quick", "slow"]
+    await worker.stop()
+    assert not worker.running
