@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.contract.builders import World, add_session, at, message, seed
 from tests.contract.conftest import Backend
-from whatsgate.domain.message import Message, MessageStatus
+from whatsgate.domain.message import Direction, Message, MessageStatus
 from whatsgate.ports.repositories import Page
 
 
@@ -124,3 +124,29 @@ async def test_empty_conversation_and_zero_limit(backend: Backend) -> None:
         zero = await uow.messages.list_for_conversation("c1", limit=0)
     assert (empty.items, empty.next_cursor) == ([], None)
     assert (zero.items, zero.next_cursor) == ([], None)
+
+
+async def test_get_many_and_save_many_read_and_write_several_at_once(backend: Backend) -> None:
+    world = await seed(backend.uow)
+    queued = {"direction": Direction.OUT, "status": MessageStatus.QUEUED}
+    messages = [message(world, "c1", None, at(n), text=f"out {n}", **queued) for n in range(3)]
+    async with backend.uow() as uow:
+        await uow.messages.save_many(messages)
+        await uow.commit()
+    async with backend.uow() as uow:
+        got = await uow.messages.get_many([messages[1].id, "nope", messages[2].id])
+        assert sorted(m.id for m in got) == sorted([messages[1].id, messages[2].id])
+        assert await uow.messages.get_many([]) == []
+        for m in got:
+            m.wa_id = f"W-{m.text}"
+            assert m.advance_status(MessageStatus.SENT)
+        await uow.messages.save_many(got)
+        await uow.messages.save_many([])
+        await uow.commit()
+    async with backend.uow() as uow:
+        stored = {m.id: m for m in await uow.messages.get_many([m.id for m in messages])}
+    assert [(stored[m.id].status, stored[m.id].wa_id) for m in messages] == [
+        (MessageStatus.QUEUED, None),
+        (MessageStatus.SENT, "W-out 1"),
+        (MessageStatus.SENT, "W-out 2"),
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.contract.builders import World, add_session, at, outbox_entry, seed
 from tests.contract.conftest import Backend
-from whatsgate.domain.outbox import OutboxState, RetryPolicy
+from whatsgate.domain.outbox import OutboxState, RetryPolicy, SendAttempt
 
 
 async def test_due_is_pending_and_ripe_oldest_first_limited(backend: Backend) -> None:
@@ -88,3 +88,74 @@ async def test_heads_are_each_sessions_oldest_pending_entry_in_due_order(
     assert [e.id for e in heads] == [b_head.id, entries[1].id]  # by next_attempt_at
     assert [e.message_id for e in only_a] == ["a-head"]
     assert only_c == []
+
+
+async def test_fronts_are_one_sessions_first_pending_entries_in_send_order(
+    backend: Backend,
+) -> None:
+    a = await seed(backend.uow)
+    b = World(a.organization, a.admin, await add_session(backend.uow, a, "B"))
+    entries = [
+        outbox_entry(a, "a-done", at(1), state=OutboxState.DONE, created_at=at(0)),
+        outbox_entry(a, "a-1", at(50), created_at=at(1)),  # held back: still the head
+        outbox_entry(a, "a-2", at(5), created_at=at(2)),
+        outbox_entry(a, "a-3", at(5), created_at=at(3)),
+        outbox_entry(a, "a-failed", at(1), state=OutboxState.FAILED, created_at=at(4)),
+        outbox_entry(a, "a-4", at(5), created_at=at(5)),
+        outbox_entry(b, "b-1", at(1), created_at=at(0)),
+    ]
+    async with backend.uow() as uow:
+        for entry in reversed(entries):
+            await uow.outbox.add(entry)
+        await uow.commit()
+    async with backend.uow() as uow:
+        two = await uow.outbox.fronts(a.session_id, limit=2)
+        all_a = await uow.outbox.fronts(a.session_id, limit=10)
+        only_b = await uow.outbox.fronts(b.session_id, limit=10)
+    assert [e.message_id for e in two] == ["a-1", "a-2"]
+    assert [e.message_id for e in all_a] == ["a-1", "a-2", "a-3", "a-4"]
+    assert [e.message_id for e in only_b] == ["b-1"]
+
+
+async def test_batches_of_entries_and_attempts_are_read_and_written_together(
+    backend: Backend,
+) -> None:
+    world = await seed(backend.uow)
+    entries = [outbox_entry(world, f"m-{n}", at(n)) for n in range(3)]
+    async with backend.uow() as uow:
+        await uow.outbox.save_many(entries)
+        await uow.commit()
+    async with backend.uow() as uow:
+        got = await uow.outbox.get_many([entries[2].id, "nope", entries[0].id, entries[2].id])
+        assert sorted(e.id for e in got) == sorted([entries[0].id, entries[2].id])
+        assert await uow.outbox.get_many([]) == []
+        first = next(e for e in got if e.id == entries[0].id)
+        assert first.message_id == "m-0" and first.next_attempt_at == at(0)
+        first.succeed(at(40))
+        attempts = [
+            SendAttempt(
+                organization_id=world.org_id,
+                session_id=world.session_id,
+                outbox_id=e.id,
+                message_id=e.message_id,
+                attempt=1,
+                started_at=at(40),
+                latency_ms=3.5,
+                request_summary="text",
+                ok=True,
+                response="wa_id=X",
+            )
+            for e in got
+        ]
+        await uow.outbox.save_many([first])
+        await uow.outbox.add_attempts(attempts)
+        await uow.outbox.add_attempts([])
+        await uow.commit()
+    async with backend.uow() as uow:
+        saved = await uow.outbox.get_for_message("m-0")
+        logged = await uow.outbox.attempts_for_message("m-2")
+        assert await uow.outbox.pending_count(world.session_id) == 2
+    assert saved is not None and saved.state is OutboxState.DONE and saved.attempts == 1
+    assert [(a.outbox_id, a.latency_ms, a.response) for a in logged] == [
+        (entries[2].id, 3.5, "wa_id=X")
+    ]

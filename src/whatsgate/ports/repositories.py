@@ -202,6 +202,12 @@ class MessageRepository(Protocol):
 
     async def save(self, message: Message) -> None: ...
 
+    async def get_many(self, message_ids: Sequence[str]) -> list[Message]:
+        """The messages with these ids (those stored), in one query."""
+        ...
+
+    async def save_many(self, messages: Sequence[Message]) -> None: ...
+
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
         """Insert the messages whose (session, wa_id) is not stored yet, in one statement;
         returns those inserted. The idempotent path of ingest and history import."""
@@ -242,11 +248,27 @@ class OutboxRepository(Protocol):
         head is the only entry that may go next."""
         ...
 
+    async def fronts(self, session_id: str, *, limit: int) -> list[OutboxEntry]:
+        """The first ``limit`` pending entries of one session, in send order (``created_at``,
+        then id): the head and the entries that may follow it once it is sent, claimed in one
+        statement (with SKIP LOCKED where the database can)."""
+        ...
+
+    async def get_many(self, entry_ids: Sequence[str]) -> list[OutboxEntry]:
+        """The entries with these ids (those still stored), in one query."""
+        ...
+
+    async def save_many(self, entries: Sequence[OutboxEntry]) -> None: ...
+
     async def pending_count(self, session_id: str | None = None) -> int: ...
 
     async def next_due_at(self) -> datetime | None: ...
 
     async def add_attempt(self, attempt: SendAttempt) -> None: ...
+
+    async def add_attempts(self, attempts: Sequence[SendAttempt]) -> None:
+        """Log several attempts in one statement."""
+        ...
 
     async def attempts_for_message(self, message_id: str) -> list[SendAttempt]: ...
 

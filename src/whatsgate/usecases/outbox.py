@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -49,6 +50,16 @@ class OutboxSettings:
     offline_recheck: float = 15.0
     #: The pause of a session's outbox after a rate limit that does not say until when.
     rate_limit_pause: float = 300.0
+    #: At most this many entries of a session go one after the other before their results
+    #: are recorded, together, in one transaction. The price: a crash between a send and its
+    #: record sends it again on restart, up to this many per session (never fewer than
+    #: once: nothing is lost). Pacing allows one send at a time anyway; this counts when it
+    #: is off.
+    batch_size: int = 20
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InvalidInput("The outbox batch size is at least 1.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +88,65 @@ class _Tally:
     held: int = 0
 
 
+@dataclass(slots=True)
+class _Job:
+    """An entry to send, with its message and what goes to the engine; or why it cannot go."""
+
+    entry: OutboxEntry
+    message: Message | None
+    outgoing: OutgoingMessage | None
+    problem: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class _Outcome:
+    """What became of a job: sent, failed, held back by pacing, or not sendable at all."""
+
+    job: _Job
+    at: datetime
+    started: datetime | None = None
+    result: SendResult | None = None
+    error: BaseException | None = None
+    hold_until: datetime | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return 0.0 if self.started is None else (self.at - self.started).total_seconds() * 1000
+
+
+@dataclass(slots=True)
+class _Book:
+    """The writes of one batch, made together: attempts, entries, messages, events."""
+
+    attempts: list[SendAttempt] = field(default_factory=list)
+    entries: list[OutboxEntry] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    events: list[MessageStatusChanged] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A session's batch, sent, waiting for its transaction."""
+
+    session: Session
+    outcomes: list[_Outcome]
+    tally: _Tally
+    #: When the session may go on (None: at once), once written.
+    done: asyncio.Future[datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Nothing to send now: whether the session is done for now, and when to look again."""
+
+    done: bool
+    look_again: datetime | None
+
+
+#: What a claim found to send; whether it is all that was pending (and due).
+_Claimed = tuple[Session, EngineConnection, list[_Job], bool]
+
+
 class DeliverOutbox:
     """One pass of the outbox worker: send every entry that is due, then say when to look again.
 
@@ -93,6 +163,11 @@ class DeliverOutbox:
     - Sent: the message takes its WhatsApp id and ``sent``, and ``message.status`` is published.
     - Optionally human-like: before a first attempt, mark the chat read and show "typing…"
       for a time that grows with the text.
+    - Batches: a session claims its first due entries (at most ``batch_size``), sends them one
+      after the other (stopping at the first that fails or that pacing holds back) and writes
+      down their results together; sessions whose batches end while another is being written
+      share the next transaction. A send is recorded after it went: a crash in between sends
+      it again on restart (at least once, never lost), up to a batch per session.
     """
 
     def __init__(
@@ -113,13 +188,31 @@ class DeliverOutbox:
         self.settings = settings
         self.rng = rng
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Sessions found not connected, and when to look at them again.
+        self._offline: dict[str, datetime] = {}
+        #: Batches sent and waiting to be written; whether a transaction is writing some.
+        self._unwritten: list[_Batch] = []
+        self._writing = False
 
     async def __call__(self, command: DeliverCommand) -> DeliveryReport:
         async with self.uow() as uow:
             heads = await uow.outbox.heads(command.session_id)
         tally = _Tally()
-        sessions = list(dict.fromkeys(h.session_id for h in heads))
-        nexts = await asyncio.gather(*(self._drain(sid, tally) for sid in sessions))
+        now = self.clock.now()
+        nexts: list[datetime | None] = []
+        drains = []
+        for head in heads:
+            sid = head.session_id
+            recheck = self._offline.get(sid)
+            if head.next_attempt_at > now:
+                nexts.append(head.next_attempt_at)  # not due: no need to look closer
+            elif recheck is not None and recheck > now and not self.connections.is_open(sid):
+                # Found offline, and still not running in this process: nothing to read until
+                # it runs again (connecting wakes the worker) or its recheck comes.
+                nexts.append(recheck)
+            else:
+                drains.append(self._drain(sid, tally))
+        nexts += await asyncio.gather(*drains)
         return DeliveryReport(
             sent=tally.sent,
             retried=tally.retried,
@@ -132,63 +225,103 @@ class DeliverOutbox:
         """Send the session's due entries in order; returns when to look at it again."""
         async with self._locks.setdefault(session_id, asyncio.Lock()):
             while True:
-                done, look_again = await self._next(session_id, tally)
+                done, look_again = await self._next_batch(session_id, tally)
                 if done:
                     return look_again
 
-    async def _next(self, session_id: str, tally: _Tally) -> tuple[bool, datetime | None]:
-        """Deal with the session's head entry: (done for now, when to look again)."""
+    async def _next_batch(self, session_id: str, tally: _Tally) -> tuple[bool, datetime | None]:
+        """Send the session's next due entries (at most ``batch_size``) one after the other,
+        then record them in one transaction: (done for now, when to look again)."""
+        claimed = await self._claim(session_id)
+        if isinstance(claimed, _Stop):
+            return claimed.done, claimed.look_again
+        session, connection, jobs, claimed_all = claimed
+        outcomes: list[_Outcome] = []
+        look_again: datetime | None = None
+        try:
+            for job in jobs:
+                if job.problem is not None:
+                    outcomes.append(_Outcome(job=job, at=self.clock.now()))
+                    continue
+                now = self.clock.now()
+                slot = self.pacer.slot(session_id, now)
+                if slot.at > now:
+                    entry = job.entry
+                    if slot.throttled and not (
+                        entry.throttled and entry.next_attempt_at == slot.at
+                    ):
+                        outcomes.append(_Outcome(job=job, hold_until=slot.at, at=now))
+                    look_again = slot.at
+                    break
+                outcome = await self._send(session, connection, job)
+                outcomes.append(outcome)
+                if outcome.result is None:
+                    break  # the session's next entry waits for this one
+        finally:
+            # Whatever went out is written down, even if something failed on the way.
+            look_again = await self._record(session, outcomes, tally) or look_again
+        if look_again is None:
+            if claimed_all and len(outcomes) == len(jobs):
+                # Everything pending at the claim went: nothing to look at now. An entry queued
+                # since then woke the worker (SendMessage sets ``wake`` after its commit).
+                return True, None
+            return False, None  # go on with the session's next entries
+        if look_again > self.clock.now():
+            return True, look_again
+        return False, None
+
+    async def _claim(self, session_id: str) -> _Stop | _Claimed:
+        """The session's leading due entries with what sending them needs, in one short
+        read: its first pending entries, the session, the messages (and their media)."""
         now = self.clock.now()
         async with self.uow() as uow:
-            heads = await uow.outbox.heads(session_id)
-            if not heads:
-                return True, None
-            entry = heads[0]
-            if entry.next_attempt_at > now:
-                return True, entry.next_attempt_at
+            entries = await uow.outbox.fronts(session_id, limit=self.settings.batch_size)
+            if not entries:
+                return _Stop(True, None)
+            head = entries[0]
+            if head.next_attempt_at > now:
+                return _Stop(True, head.next_attempt_at)
             session = await uow.sessions.get(session_id)
             connection = self._connection(session)
             if session is None or connection is None:
                 recheck = now + timedelta(seconds=self.settings.offline_recheck)
                 if session is not None and session.banned_until is not None:
                     recheck = max(recheck, session.banned_until)  # no use asking before
-                return True, recheck
-            slot = self.pacer.slot(session_id, now)
-            if slot.at > now:
-                if slot.throttled and not (entry.throttled and entry.next_attempt_at == slot.at):
-                    entry.hold(slot.at, now, throttled=True)
-                    await uow.outbox.save(entry)
-                    await uow.commit()
-                    tally.held += 1
-                    log.info(
-                        "session %s: message %s held back by pacing until %s",
-                        session_id,
-                        entry.message_id,
-                        slot.at.isoformat(),
-                        extra={"session_id": session_id, "message_id": entry.message_id},
-                    )
-                return True, slot.at
-            message = await uow.messages.get(entry.message_id)
-            if message is None:
-                entry.give_up("the message no longer exists", now)
-                await uow.outbox.save(entry)
-                await uow.commit()
-                return False, None
-            outgoing = await self._outgoing(uow, message)
-            if outgoing is None:
-                error = "the media bytes are no longer stored"
-                entry.give_up(error, now)
-                message.advance_status(MessageStatus.FAILED, error=error)
-                uow.events.add(MessageStatusChanged.of(message, now))
-                await uow.outbox.save(entry)
-                await uow.messages.save(message)
-                await uow.commit()
-                tally.failed += 1
-                return False, None
-        if self.settings.typing.enabled and entry.attempts == 0:
-            await self._act_human(connection, message)
-        look_again = await self._attempt(session, entry, message, connection, outgoing, tally)
-        return look_again is not None, look_again
+                self._offline[session_id] = recheck
+                return _Stop(True, recheck)
+            self._offline.pop(session_id, None)
+            due = list(itertools.takewhile(lambda e: e.next_attempt_at <= now, entries))
+            messages = {m.id: m for m in await uow.messages.get_many([e.message_id for e in due])}
+            jobs = []
+            for entry in due:
+                message = messages.get(entry.message_id)
+                if message is None:
+                    jobs.append(_Job(entry, None, None, problem="the message no longer exists"))
+                    continue
+                outgoing = await self._outgoing(uow, message)
+                if outgoing is None:
+                    problem = "the media bytes are no longer stored"
+                    jobs.append(_Job(entry, message, None, problem=problem))
+                    continue
+                jobs.append(_Job(entry, message, outgoing))
+        claimed_all = len(entries) < self.settings.batch_size and len(due) == len(entries)
+        return session, connection, jobs, claimed_all
+
+    async def _send(self, session: Session, connection: EngineConnection, job: _Job) -> _Outcome:
+        assert job.message is not None and job.outgoing is not None
+        if self.settings.typing.enabled and job.entry.attempts == 0:
+            await self._act_human(connection, job.message)
+        started = self.clock.now()
+        result: SendResult | None = None
+        error: BaseException | None = None
+        try:
+            result = await connection.send(job.outgoing)
+        except Exception as exc:
+            error = exc
+        finished = self.clock.now()
+        if not isinstance(error, SessionNotConnected):
+            self.pacer.record(session.id, started)
+        return _Outcome(job=job, started=started, at=finished, result=result, error=error)
 
     def _connection(self, session: Session | None) -> EngineConnection | None:
         if session is None or not session.is_connected:
@@ -236,104 +369,175 @@ class DeliverOutbox:
         except WhatsgateError as exc:
             log.info("session %s: human-like gestures skipped: %s", message.session_id, exc)
 
-    async def _attempt(
+    async def _record(
+        self, session: Session, outcomes: list[_Outcome], tally: _Tally
+    ) -> datetime | None:
+        """Write down what became of a batch (entries, attempts, messages, events); returns
+        when the session may go on, if it must wait. Batches of sessions that finish while
+        another is being written are written together, in the next transaction (a group
+        commit): one commit for many sessions when they are busy, no wait when they are not."""
+        if not outcomes:
+            return None
+        batch = _Batch(session, outcomes, tally, asyncio.get_running_loop().create_future())
+        self._unwritten.append(batch)
+        if not self._writing:
+            self._writing = True
+            group: list[_Batch] = []
+            try:
+                while self._unwritten:
+                    group, self._unwritten = self._unwritten, []
+                    try:
+                        await self._write(group)
+                    except Exception as exc:
+                        _fail(group, exc)
+            finally:
+                self._writing = False
+                # Interrupted (cancelled): no batch may wait for a writer that is gone.
+                _fail([*group, *self._unwritten], RuntimeError("the outbox writer stopped"))
+                self._unwritten = []
+        look_again = await batch.done
+        for outcome in outcomes:
+            if outcome.result is not None:
+                log.info(
+                    "session %s: message %s sent as %s (%.0f ms)",
+                    session.id,
+                    outcome.job.entry.message_id,
+                    outcome.result.wa_id,
+                    outcome.latency_ms,
+                    extra={"session_id": session.id, "message_id": outcome.job.entry.message_id},
+                )
+        return look_again
+
+    async def _write(self, batches: list[_Batch]) -> None:
+        """One transaction for the batches of one or more sessions."""
+        async with self.uow() as uow:
+            outcomes = [o for b in batches for o in b.outcomes]
+            ids = [o.job.entry.id for o in outcomes]
+            currents = {e.id: e for e in await uow.outbox.get_many(ids)}
+            message_ids = [o.job.entry.message_id for o in outcomes if o.job.message is not None]
+            stored = {m.id: m for m in await uow.messages.get_many(message_ids)}
+            book = _Book()
+            answers = [await self._settle_batch(uow, b, currents, stored, book) for b in batches]
+            await uow.outbox.add_attempts(book.attempts)
+            await uow.outbox.save_many(book.entries)
+            await uow.messages.save_many(list({m.id: m for m in book.messages}.values()))
+            uow.events.add(*book.events)
+            await uow.commit()
+        for batch, look_again in zip(batches, answers, strict=True):
+            batch.done.set_result(look_again)
+
+    async def _settle_batch(
         self,
+        uow: UnitOfWork,
+        batch: _Batch,
+        currents: dict[str, OutboxEntry],
+        stored: dict[str, Message],
+        book: _Book,
+    ) -> datetime | None:
+        session, tally = batch.session, batch.tally
+        look_again: datetime | None = None
+        for outcome in batch.outcomes:
+            current = currents.get(outcome.job.entry.id)
+            if current is None or not current.is_pending:
+                continue  # deleted or settled meanwhile
+            message = stored.get(current.message_id)
+            if outcome.job.problem is not None:
+                _give_up(current, message, outcome.job.problem, outcome.at, book, tally)
+            elif message is None:
+                continue  # deleted meanwhile
+            elif outcome.hold_until is not None:
+                current.hold(outcome.hold_until, outcome.at, throttled=True)
+                book.entries.append(current)
+                tally.held += 1
+                log.info(
+                    "session %s: message %s held back by pacing until %s",
+                    session.id,
+                    current.message_id,
+                    outcome.hold_until.isoformat(),
+                    extra={"session_id": session.id, "message_id": current.message_id},
+                )
+            else:
+                look_again = await self._settle(
+                    uow, session, current, message, outcome, book, tally
+                )
+        return look_again
+
+    async def _settle(
+        self,
+        uow: UnitOfWork,
         session: Session,
-        entry: OutboxEntry,
-        message: Message,
-        connection: EngineConnection,
-        outgoing: OutgoingMessage,
+        current: OutboxEntry,
+        stored: Message,
+        outcome: _Outcome,
+        book: _Book,
         tally: _Tally,
     ) -> datetime | None:
-        started = self.clock.now()
-        result: SendResult | None = None
-        error: BaseException | None = None
-        try:
-            result = await connection.send(outgoing)
-        except Exception as exc:
-            error = exc
-        finished = self.clock.now()
-        if not isinstance(error, SessionNotConnected):
-            self.pacer.record(session.id, started)
-        async with self.uow() as uow:
-            current = await uow.outbox.get_for_message(entry.message_id)
-            stored = await uow.messages.get(message.id)
-            if current is None or stored is None or not current.is_pending:
-                return None  # deleted meanwhile
-            attempt = SendAttempt(
+        """Apply one attempt's result to its entry and message; when to look again if the
+        session must wait."""
+        assert outcome.job.outgoing is not None and outcome.started is not None
+        result, error, finished = outcome.result, outcome.error, outcome.at
+        book.attempts.append(
+            SendAttempt(
                 organization_id=current.organization_id,
                 session_id=current.session_id,
                 outbox_id=current.id,
                 message_id=current.message_id,
                 attempt=current.attempts + 1,
-                started_at=started,
-                latency_ms=(finished - started).total_seconds() * 1000,
-                request_summary=outgoing.summary(),
+                started_at=outcome.started,
+                latency_ms=outcome.latency_ms,
+                request_summary=outcome.job.outgoing.summary(),
                 ok=result is not None,
                 response=f"wa_id={result.wa_id}" if result is not None else None,
                 error=_describe(error) if error is not None else None,
             )
-            await uow.outbox.add_attempt(attempt)
-            look_again: datetime | None = None
-            if result is not None:
-                current.succeed(finished)
-                stored.wa_id = result.wa_id
-                if stored.advance_status(MessageStatus.SENT):
-                    uow.events.add(MessageStatusChanged.of(stored, finished))
-                await self._apply_reaction(uow, session, stored)
-                tally.sent += 1
-            elif isinstance(error, RateLimited):
-                until = error.until or finished + timedelta(seconds=self.settings.rate_limit_pause)
-                current.hold(until, finished, throttled=True)
-                tally.held += 1
-                log.warning(
-                    "session %s: rate limited by WhatsApp; outbox paused until %s",
-                    session.id,
-                    until.isoformat(),
-                    extra={"session_id": session.id},
-                )
-                look_again = until
-            elif isinstance(error, SessionNotConnected):
-                look_again = finished + timedelta(seconds=self.settings.offline_recheck)
-            else:
-                description = _describe(error)
-                if isinstance(error, _PERMANENT):
-                    current.give_up(description, finished)
-                    last = True
-                else:
-                    last = current.fail_attempt(description, finished, self.settings.retry)
-                if last:
-                    stored.advance_status(MessageStatus.FAILED, error=description)
-                    uow.events.add(MessageStatusChanged.of(stored, finished))
-                    tally.failed += 1
-                else:
-                    tally.retried += 1
-                    look_again = current.next_attempt_at
-                log.warning(
-                    "session %s: message %s attempt %d failed%s: %s",
-                    session.id,
-                    stored.id,
-                    current.attempts,
-                    " (giving up)" if last else "",
-                    description,
-                    extra={"session_id": session.id, "message_id": stored.id},
-                )
-            await uow.outbox.save(current)
-            await uow.messages.save(stored)
-            await uow.commit()
+        )
+        book.entries.append(current)
+        book.messages.append(stored)
+        look_again: datetime | None = None
         if result is not None:
-            log.info(
-                "session %s: message %s sent as %s (attempt %d, %.0f ms)",
+            current.succeed(finished)
+            stored.wa_id = result.wa_id
+            if stored.advance_status(MessageStatus.SENT):
+                book.events.append(MessageStatusChanged.of(stored, finished))
+            await self._apply_reaction(uow, session, stored)
+            tally.sent += 1
+        elif isinstance(error, RateLimited):
+            until = error.until or finished + timedelta(seconds=self.settings.rate_limit_pause)
+            current.hold(until, finished, throttled=True)
+            tally.held += 1
+            log.warning(
+                "session %s: rate limited by WhatsApp; outbox paused until %s",
                 session.id,
-                message.id,
-                result.wa_id,
-                attempt.attempt,
-                attempt.latency_ms,
-                extra={"session_id": session.id, "message_id": message.id},
+                until.isoformat(),
+                extra={"session_id": session.id},
             )
-        if look_again is None:
-            return None  # go on with the session's next entry
-        return look_again if look_again > self.clock.now() else None
+            look_again = until
+        elif isinstance(error, SessionNotConnected):
+            look_again = finished + timedelta(seconds=self.settings.offline_recheck)
+        else:
+            description = _describe(error)
+            if isinstance(error, _PERMANENT):
+                current.give_up(description, finished)
+                last = True
+            else:
+                last = current.fail_attempt(description, finished, self.settings.retry)
+            if last:
+                stored.advance_status(MessageStatus.FAILED, error=description)
+                book.events.append(MessageStatusChanged.of(stored, finished))
+                tally.failed += 1
+            else:
+                tally.retried += 1
+                look_again = current.next_attempt_at
+            log.warning(
+                "session %s: message %s attempt %d failed%s: %s",
+                session.id,
+                stored.id,
+                current.attempts,
+                " (giving up)" if last else "",
+                description,
+                extra={"session_id": session.id, "message_id": stored.id},
+            )
+        return look_again
 
     @staticmethod
     async def _apply_reaction(uow: UnitOfWork, session: Session, message: Message) -> None:
@@ -346,6 +550,30 @@ class DeliverOutbox:
         if target is not None:
             target.apply_reaction(session.jid, message.text or "")
             await uow.messages.save(target)
+
+
+def _fail(batches: list[_Batch], error: BaseException) -> None:
+    for batch in batches:
+        if not batch.done.done():
+            batch.done.set_exception(error)
+
+
+def _give_up(
+    entry: OutboxEntry,
+    message: Message | None,
+    error: str,
+    at: datetime,
+    book: _Book,
+    tally: _Tally,
+) -> None:
+    """An entry that cannot be sent at all (its message or its media is gone): failed now."""
+    entry.give_up(error, at)
+    book.entries.append(entry)
+    if message is not None:
+        message.advance_status(MessageStatus.FAILED, error=error)
+        book.messages.append(message)
+        book.events.append(MessageStatusChanged.of(message, at))
+        tally.failed += 1
 
 
 def _describe(error: BaseException | None) -> str:
@@ -366,8 +594,13 @@ class OutboxWorker:
       twice as long after each failure in a row, at most ``error_pause`` (5); a pass that
       succeeds starts the count again. A passing hiccup (the database busy for a moment) costs
       a tenth of a second, not five; a lasting failure is not retried in a tight loop.
-    - ``stop`` lets the pass in progress finish (a send is never cut in half), then returns.
+    - Woken while a pass runs, it starts another at once (two at most): a message queued
+      meanwhile does not wait for the sends and writes of other sessions to end.
+    - ``stop`` lets the passes in progress finish (a send is never cut in half), then returns.
     """
+
+    #: Passes running at once, at most.
+    MAX_PASSES = 2
 
     def __init__(
         self,
@@ -410,22 +643,49 @@ class OutboxWorker:
     async def run(self) -> None:
         first_pause = min(self.first_error_pause, self.error_pause)
         pause = first_pause
-        while not self._stopping.is_set():
-            self.wake.clear()
-            delay: float | None
+        passes: set[asyncio.Task[DeliveryReport]] = set()
+        #: When to look again, from the passes ended since the worker last went idle.
+        dues: list[datetime] = []
+        start = True
+        while True:
+            if start and not self._stopping.is_set():
+                self.wake.clear()
+                passes.add(asyncio.create_task(self.deliver(DeliverCommand())))
+            if not passes:
+                if self._stopping.is_set():
+                    break
+                due = min(dues, default=None)
+                dues.clear()
+                await self._idle(None if due is None else (due - self.clock.now()).total_seconds())
+                start = True
+                continue
+            # A wake while a pass runs starts one more at once (the sessions' locks keep each
+            # session's sends in order): a message queued meanwhile does not wait for the pass
+            # to end. At most two at a time; a later wake waits for one of them.
+            room = len(passes) < self.MAX_PASSES and not self._stopping.is_set()
+            woken = asyncio.ensure_future(self.wake.wait()) if room else None
             try:
-                report = await self.deliver(DeliverCommand())
-            except Exception:
-                log.exception("an outbox pass failed; trying again in %.1f s", pause)
-                delay = pause
-                pause = min(pause * 2, self.error_pause)
-            else:
-                pause = first_pause
-                due = report.next_due_at
-                delay = None if due is None else (due - self.clock.now()).total_seconds()
-            if self._stopping.is_set():
-                break
-            await self._idle(delay)
+                await asyncio.wait(
+                    {*passes, *([woken] if woken else [])}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                if woken is not None:
+                    woken.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await woken
+            for ended in [p for p in passes if p.done()]:
+                passes.discard(ended)
+                try:
+                    report = ended.result()
+                except Exception:
+                    log.exception("an outbox pass failed; trying again in %.1f s", pause)
+                    dues.append(self.clock.now() + timedelta(seconds=pause))
+                    pause = min(pause * 2, self.error_pause)
+                else:
+                    pause = first_pause
+                    if report.next_due_at is not None:
+                        dues.append(report.next_due_at)
+            start = self.wake.is_set() and len(passes) < self.MAX_PASSES
 
     async def _idle(self, delay: float | None) -> None:
         """Until woken, or until ``delay`` seconds of the Clock have passed."""

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import asyncio
+import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any, Self
 
 import pytest
 
+from whatsgate.adapters.memory.uow import MemoryStore, MemoryUnitOfWork
 from whatsgate.domain.errors import FeatureUnavailable, InvalidMessage
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Direction, Message, MessageKind, MessageStatus
 from whatsgate.domain.outbox import OutboxState, RetryPolicy
-from whatsgate.domain.pacing import HumanTyping
+from whatsgate.domain.pacing import HumanTyping, PacingPolicy
 from whatsgate.domain.session import Session
 from whatsgate.ports.engine import TypingState
 from whatsgate.testing import settle
@@ -30,7 +35,7 @@ from whatsgate.usecases.send import (
 )
 from whatsgate.usecases.sessions import InitializeCommand, SessionCommand
 
-from .harness import BOB, GROUP, World, incoming
+from .harness import BOB, GROUP, World, _Counted, incoming
 
 TO = "5566999990001"
 TO_JID = Jid.phone(TO)
@@ -452,3 +457,142 @@ async def test_replies_and_reactions_in_a_group_name_the_member_they_answer(
     # WhatsApp needs the sender of the quoted or reacted message in a group.
     assert (reply.quoted_wa_id, reply.quoted_sender) == ("G1", Jid.parse(BOB))
     assert (reaction.target_wa_id, reaction.target_sender) == ("G1", Jid.parse(BOB))
+
+
+UNPACED = PacingPolicy(per_window=1_000_000, gap_min=0.0, gap_max=0.0)
+
+
+class _CountingOutboxUnitOfWork(MemoryUnitOfWork):
+    """Counts the look-ups of sessions, messages and outbox entries (each a round trip)."""
+
+    def __init__(self, store: MemoryStore, calls: Counter[str]) -> None:
+        self.calls = calls
+        super().__init__(store)
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.sessions = _Counted(self.sessions, "sessions", self.calls)
+        self.messages = _Counted(self.messages, "messages", self.calls)
+        self.outbox = _Counted(self.outbox, "outbox", self.calls)
+        return self
+
+    async def commit(self) -> None:
+        self.calls["commit"] += 1
+        await asyncio.sleep(0)  # a database round trip: other sessions go on meanwhile
+        await super().commit()
+
+
+def counted_deliver(world: World, calls: Counter[str]) -> DeliverOutbox:
+    return DeliverOutbox(
+        lambda: _CountingOutboxUnitOfWork(world.store, calls),
+        world.connections,
+        world.clock,
+        world.media,
+        world.pacer,
+        world.outbox_settings,
+        random.Random(13),
+    )
+
+
+async def test_unpaced_a_queue_goes_in_batches_in_order_each_read_at_once() -> None:
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED, batch_size=4))
+    session = await world.connected_session()
+    queued = [await send(world, session, f"m{n}") for n in range(6)]
+    calls: Counter[str] = Counter()
+    report = await counted_deliver(world, calls)(DeliverCommand())
+    assert report == DeliveryReport(sent=6, next_due_at=None)
+    assert [m.text for _, m, _ in world.fake.send_calls] == [f"m{n}" for n in range(6)]
+    for result in queued:
+        message = await world.message(result.id)
+        assert message.status is MessageStatus.SENT and message.wa_id is not None
+        assert [a.ok for a in await world.attempts(result.id)] == [True]
+        assert (await world.outbox_entry(result.id)).state is OutboxState.DONE
+    assert [e.data["status"] for e in world.events("message.status")] == ["sent"] * 6
+    # Two batches (4, then 2): per batch one session read, one message read to send and one
+    # to record, one read of the entries to record; never one read per message.
+    assert calls == {
+        "sessions.get": 2,
+        "messages.get_many": 4,
+        "outbox.get_many": 2,
+        "commit": 2,
+    }
+
+
+async def test_unpaced_a_failure_stops_the_batch_and_the_rest_waits_for_its_retry() -> None:
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))
+    session = await world.connected_session()
+    world.fake.fail_sends = 1
+    world.outbox_worker.start()
+    start = world.clock.now()
+    for n in range(3):
+        await world.send(
+            SendMessageCommand(session_id=session.id, to=TO, kind=MessageKind.TEXT, text=f"m{n}")
+        )
+    await settle()
+    assert [m.text for _, m, _ in world.fake.send_calls] == ["m0"]  # failed: m1 and m2 wait
+    await world.clock.advance(10)
+    calls = [(m.text, (at - start).total_seconds()) for _, m, at in world.fake.send_calls]
+    assert calls == [("m0", 0), ("m0", 10), ("m1", 10), ("m2", 10)]
+
+
+async def test_a_session_found_offline_is_not_read_again_on_every_wake(world: World) -> None:
+    session = await world.connected_session()
+    await world.stop(SessionCommand(session_id=session.id))
+    calls: Counter[str] = Counter()
+    deliver = counted_deliver(world, calls)
+    await send(world, session, "one")
+    recheck = world.clock.now() + timedelta(seconds=world.outbox_settings.offline_recheck)
+    assert (await deliver(DeliverCommand())).next_due_at == recheck
+    await send(world, session, "two")  # a POST to the offline session wakes the worker
+    assert (await deliver(DeliverCommand())).next_due_at == recheck
+    assert calls["sessions.get"] == 1  # the second pass only read the queue's heads
+    await world.clock.advance(world.outbox_settings.offline_recheck)
+    await deliver(DeliverCommand())
+    assert calls["sessions.get"] == 2  # its recheck came: looked at again
+    await world.initialize(InitializeCommand(session_id=session.id))  # reconnects, no QR
+    report = await deliver(DeliverCommand())  # running again: sent at once (then paced)
+    assert report.sent == 1 and [m.text for _, m, _ in world.fake.send_calls] == ["one"]
+
+
+async def test_batches_of_sessions_sending_at_once_are_written_together() -> None:
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))
+    sessions = [
+        await world.connected_session(name, phone=f"55119000000{n}")
+        for n, name in enumerate(("a", "b", "c"))
+    ]
+    for session in sessions:
+        for n in range(2):
+            await send(world, session, f"{session.name} {n}")
+    calls: Counter[str] = Counter()
+    report = await counted_deliver(world, calls)(DeliverCommand())
+    assert report.sent == 6
+    sent = {(sid, m.text) for sid, m, _ in world.fake.send_calls}
+    assert sent == {(s.id, f"{s.name} {n}") for s in sessions for n in range(2)}
+    # a's batch is written alone; b's and c's, sent while it was, in the next transaction.
+    assert calls["commit"] == 2
+    assert [e.data["status"] for e in world.events("message.status")] == ["sent"] * 6
+
+
+async def test_a_message_queued_during_a_pass_does_not_wait_for_it_to_end(world: World) -> None:
+    a = await world.connected_session("a", phone="5511900000001")
+    b = await world.connected_session("b", phone="5511900000002")
+    gate = asyncio.Event()
+
+    class SlowForA(DeliverOutbox):
+        async def _send(self, session: Session, connection: Any, job: Any) -> Any:
+            if session.id == a.id:
+                await gate.wait()  # WhatsApp taking its time to answer a's send
+            return await super()._send(session, connection, job)
+
+    d = world.deliver
+    slow = SlowForA(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
+    worker = OutboxWorker(slow, world.clock, world.wake)
+    worker.start()
+    await send(world, a, "slow")
+    await send(world, b, "quick")  # woke the worker while a's pass still runs
+    assert [s.message.text for s in world.fake.sent] == ["quick"]
+    gate.set()
+    await settle()
+    assert [s.message.text for s in world.fake.sent] == ["quick", "slow"]
+    await worker.stop()
+    assert not worker.running

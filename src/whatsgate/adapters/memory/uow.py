@@ -371,6 +371,14 @@ class _Messages(MessageRepository):
     async def save(self, message: Message) -> None:
         self.t.put(message.id, message)
 
+    async def get_many(self, message_ids: Sequence[str]) -> list[Message]:
+        found = (self.t.get(i) for i in dict.fromkeys(message_ids))
+        return [m for m in found if m is not None]
+
+    async def save_many(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self.t.put(message.id, message)
+
     async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]:
         wanted = set(wa_ids)
         return {
@@ -436,8 +444,23 @@ class _Outbox(OutboxRepository):
     async def save(self, entry: OutboxEntry) -> None:
         self.t.put(entry.id, entry)
 
+    async def save_many(self, entries: Sequence[OutboxEntry]) -> None:
+        for entry in entries:
+            self.t.put(entry.id, entry)
+
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
         return self.t.first(lambda e: e.message_id == message_id)
+
+    async def get_many(self, entry_ids: Sequence[str]) -> list[OutboxEntry]:
+        found = (self.t.get(i) for i in dict.fromkeys(entry_ids))
+        return [e for e in found if e is not None]
+
+    async def fronts(self, session_id: str, *, limit: int) -> list[OutboxEntry]:
+        pending = self.t.where(
+            lambda e: e.state is OutboxState.PENDING and e.session_id == session_id
+        )
+        pending.sort(key=lambda e: (_naive(e.created_at), e.id))
+        return pending[:limit]
 
     async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
         found = [
@@ -471,6 +494,10 @@ class _Outbox(OutboxRepository):
 
     async def add_attempt(self, attempt: SendAttempt) -> None:
         self.attempts.put(attempt.id, attempt)
+
+    async def add_attempts(self, attempts: Sequence[SendAttempt]) -> None:
+        for attempt in attempts:
+            self.attempts.put(attempt.id, attempt)
 
     async def attempts_for_message(self, message_id: str) -> list[SendAttempt]:
         found = [a for a in self.attempts.values() if a.message_id == message_id]

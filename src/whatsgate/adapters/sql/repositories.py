@@ -732,6 +732,15 @@ class SqlMessages(_Repository, MessageRepository):
     async def save(self, message: Message) -> None:
         await self._upsert(self.t, [mapping.message_row(message)])
 
+    async def get_many(self, message_ids: Sequence[str]) -> list[Message]:
+        rows = []
+        for ids in _id_chunks(message_ids):
+            rows += await self._all(select(self.t).where(self.t.c.id.in_(ids)))
+        return [mapping.to_message(r) for r in rows]
+
+    async def save_many(self, messages: Sequence[Message]) -> None:
+        await self._upsert(self.t, [mapping.message_row(m) for m in messages])
+
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
         """One ``INSERT … ON CONFLICT (session_id, wa_id) DO NOTHING RETURNING id`` of many
         rows per statement, its values made driver-ready by ``mapping.message_params`` and
@@ -831,10 +840,19 @@ class SqlOutbox(_Repository, OutboxRepository):
     async def save(self, entry: OutboxEntry) -> None:
         await self._upsert(self.t, [mapping.outbox_row(entry)])
 
+    async def save_many(self, entries: Sequence[OutboxEntry]) -> None:
+        await self._upsert(self.t, [mapping.outbox_row(e) for e in entries])
+
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
         stmt = select(self.t).where(self.t.c.message_id == message_id).order_by(self.t.c.id)
         row = await self._first(stmt)
         return mapping.to_outbox(row) if row else None
+
+    async def get_many(self, entry_ids: Sequence[str]) -> list[OutboxEntry]:
+        rows = []
+        for ids in _id_chunks(entry_ids):
+            rows += await self._all(select(self.t).where(self.t.c.id.in_(ids)))
+        return [mapping.to_outbox(r) for r in rows]
 
     async def due(self, now: datetime, *, limit: int = 100) -> list[OutboxEntry]:
         c = self.t.c
@@ -849,19 +867,15 @@ class SqlOutbox(_Repository, OutboxRepository):
         )
         return [mapping.to_outbox(r) for r in await self._all(stmt)]
 
+    async def fronts(self, session_id: str, *, limit: int) -> list[OutboxEntry]:
+        params = {"session_id": session_id, "limit": limit}
+        rows = (await self._conn.execute(_fronts_statement(), params)).all()
+        return [mapping.to_outbox(r) for r in rows]
+
     async def heads(self, session_id: str | None = None) -> list[OutboxEntry]:
-        c = self.t.c
-        order = func.row_number().over(partition_by=c.session_id, order_by=(c.created_at, c.id))
-        ranked = select(self.t, order.label("place")).where(c.state == str(OutboxState.PENDING))
-        if session_id is not None:
-            ranked = ranked.where(c.session_id == session_id)
-        pending = ranked.subquery()
-        stmt = (
-            select(*(pending.c[column.name] for column in self.t.c))
-            .where(pending.c.place == 1)
-            .order_by(pending.c.next_attempt_at, pending.c.id)
-        )
-        return [mapping.to_outbox(r) for r in await self._all(stmt)]
+        stmt = _heads_statement(one_session=session_id is not None)
+        rows = (await self._conn.execute(stmt, {"session_id": session_id})).all()
+        return [mapping.to_outbox(r) for r in rows]
 
     async def pending_count(self, session_id: str | None = None) -> int:
         c = self.t.c
@@ -879,10 +893,59 @@ class SqlOutbox(_Repository, OutboxRepository):
     async def add_attempt(self, attempt: SendAttempt) -> None:
         await self._upsert(self.attempts, [mapping.attempt_row(attempt)])
 
+    async def add_attempts(self, attempts: Sequence[SendAttempt]) -> None:
+        await self._upsert(self.attempts, [mapping.attempt_row(a) for a in attempts])
+
     async def attempts_for_message(self, message_id: str) -> list[SendAttempt]:
         c = self.attempts.c
         stmt = select(self.attempts).where(c.message_id == message_id).order_by(c.attempt, c.id)
         return [mapping.to_attempt(r) for r in await self._all(stmt)]
+
+
+def _id_chunks(ids: Sequence[str]) -> list[list[str]]:
+    """The distinct ids, in lists of at most ``IN_CHUNK``."""
+    distinct = list(dict.fromkeys(ids))
+    return [distinct[i : i + IN_CHUNK] for i in range(0, len(distinct), IN_CHUNK)]
+
+
+@functools.cache
+def _fronts_statement() -> Select[Any]:
+    """A session's first pending entries in send order, built once: the outbox worker runs it
+    for every batch it sends. PostgreSQL skips rows another worker holds (SKIP LOCKED)."""
+    c = tables.outbox.c
+    return (
+        select(tables.outbox)
+        .where(c.state == str(OutboxState.PENDING), c.session_id == bindparam("session_id"))
+        .order_by(c.created_at, c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+@functools.cache
+def _heads_statement(*, one_session: bool) -> Select[Any]:
+    """The first pending entry of every session (or of one), built once (building it cost
+    more CPU than running it). The sessions with pending entries, then each one's first entry
+    by its own look-up on the (state, session_id, created_at, id) index: no window over every
+    pending row, which a queue piling up for an offline session made slower on every wake."""
+    t = tables.outbox
+    c = t.c
+    pending = str(OutboxState.PENDING)
+    sessions = select(c.session_id).where(c.state == pending).distinct()
+    if one_session:
+        sessions = sessions.where(c.session_id == bindparam("session_id"))
+    with_pending = sessions.subquery("with_pending")
+    p = t.alias("first_pending")
+    first = (
+        select(p.c.id)
+        .where(p.c.state == pending, p.c.session_id == with_pending.c.session_id)
+        .order_by(p.c.created_at, p.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(t).select_from(with_pending).join(t, c.id == first).order_by(c.next_attempt_at, c.id)
+    )
 
 
 class SqlEventLog(_Repository, EventLog):
