@@ -15,11 +15,17 @@ monotonic clock for every process). The client runs in this process, the server 
 they share the 2 cores, in both paths.
 
 Targets: p99 < 25 ms; p99 ≤ 4x the reference p99.
+
+Also reported, not targets, from ``/proc``, from ``go`` to the last reception: each server's
+CPU time (user + system) per message, and how long its event loop, runnable, waited for a
+core (ms per second of the run: the scheduler's share of the stalls on a shared machine).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from bench._fixtures import missing, start_server, stop
@@ -40,6 +46,22 @@ MEASURED = (
 SESSIONS = 10
 
 
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of a process so far, and how long its main thread (the event
+    loop) waited for a core while runnable, in seconds; zeros where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), waited
+
+
+def _usage(before: tuple[float, float], after: tuple[float, float], count: int) -> list[float]:
+    """CPU ms per message and the event loop's wait for a core, ms per second of run."""
+    return [(after[0] - before[0]) * 1e3 / count, (after[1] - before[1]) * 1e3 / (count / RATE)]
+
+
 def _stamp(data: Any) -> int | None:
     return int(data["t"]) if isinstance(data, dict) and "t" in data else None
 
@@ -55,29 +77,36 @@ def _text_stamp(data: Any) -> int | None:
     return int(text[2:].split(" ", 1)[0])
 
 
-async def _reference(port: int, count: int) -> dict[str, float]:
+async def _reference(port: int, pid: int, count: int) -> dict[str, float]:
     client = TimedClient(_stamp)
     await client.connect(port)
     try:
         await client.call("subscribe", {})
         client.expect(count)
+        cpu = _cpu_s(pid)
         await client.call("go", {"count": count, "rate": RATE, "size": SIZE})
         await asyncio.wait_for(client.done.wait(), timeout=count / RATE + 30)
+        cpu_ms, wait_ms = _usage(cpu, _cpu_s(pid), count)
     finally:
         await client.close()
     ms = [v / 1e6 for v in client.latencies_ns]
-    return {"ref_p50_ms": percentile(ms, 0.50), "ref_p99_ms": percentile(ms, 0.99)}
+    return {
+        "ref_p50_ms": percentile(ms, 0.50),
+        "ref_p99_ms": percentile(ms, 0.99),
+        "ref_server_cpu_ms_per_msg": cpu_ms,
+        "ref_server_runq_wait_ms_per_s": wait_ms,
+    }
 
 
 def reference(count: int) -> dict[str, float]:
     server, port, _ = start_server("bench._sio_server", "ref")
     try:
-        return asyncio.run(_reference(port, count))
+        return asyncio.run(_reference(port, server.pid, count))
     finally:
         stop(server)
 
 
-async def _measured(port: int, info: dict[str, Any], count: int) -> dict[str, float]:
+async def _measured(port: int, pid: int, info: dict[str, Any], count: int) -> dict[str, float]:
     client = TimedClient(_text_stamp)
     await client.connect(port, auth={"token": info["token"]})
     try:
@@ -86,18 +115,25 @@ async def _measured(port: int, info: dict[str, Any], count: int) -> dict[str, fl
             if not answer.get("ok"):
                 raise RuntimeError(f"subscribe refused: {answer}")
         client.expect(count)
+        cpu = _cpu_s(pid)
         await client.call("go", {"count": count, "rate": RATE})
         await asyncio.wait_for(client.done.wait(), timeout=count / RATE + 60)
+        cpu_ms, wait_ms = _usage(cpu, _cpu_s(pid), count)
     finally:
         await client.close()
     ms = [v / 1e6 for v in client.latencies_ns]
-    return {"p50_ms": percentile(ms, 0.50), "p99_ms": percentile(ms, 0.99)}
+    return {
+        "p50_ms": percentile(ms, 0.50),
+        "p99_ms": percentile(ms, 0.99),
+        "server_cpu_ms_per_msg": cpu_ms,
+        "server_runq_wait_ms_per_s": wait_ms,
+    }
 
 
 def measured(count: int) -> dict[str, float]:
     server, port, info = start_server("bench._sio_server", "ingest", "--sessions", str(SESSIONS))
     try:
-        return asyncio.run(_measured(port, info, count))
+        return asyncio.run(_measured(port, server.pid, info, count))
     finally:
         stop(server)
 

@@ -205,3 +205,45 @@ async def test_unsubscribe_stops_the_session_events(acme: Any) -> None:
         await run.publisher.publish(event)
     await client.wait_for(marker.id)
     assert client.ids() == [first.id, marker.id]
+
+
+async def test_an_envelope_arrives_as_published_and_skip_sid_is_honoured(acme: Any) -> None:
+    run, session, _, _ = acme
+    world: World = run.world
+    ana = await run.client("Acme-Ana")
+    bo = await run.client("Acme-Bo")
+    for client in (ana, bo):
+        assert (await client.call("subscribe", {"session_id": session.id}))["ok"] is True
+    first = await world.store_event(session)
+    first.data.update({"text": 'olá \u2603 "quoted" \\ \n', "n": [1, 2.5, None, True]})
+    await run.publisher.publish(first)
+    await ana.wait_for(first.id)
+    await bo.wait_for(first.id)
+    assert ana.events[0] == first.envelope()
+    assert bo.events[0] == first.envelope()
+
+    second = await world.store_event(session)
+    bo_sid = bo.sio.get_sid()
+    await run.server.sio.emit(
+        second.name, second.envelope(), to=[f"session:{session.id}"], skip_sid=bo_sid
+    )
+    marker = await world.store_event(session)
+    await run.publisher.publish(marker)
+    await ana.wait_for(marker.id)
+    await bo.wait_for(marker.id)
+    assert ana.ids() == [first.id, second.id, marker.id]
+    assert bo.ids() == [first.id, marker.id]
+
+
+def test_fast_json_falls_back_to_the_standard_library() -> None:
+    import json
+    import math
+
+    from whatsgate.adapters.socketio.server import FastJson
+
+    value = {"a": [1, 2.5, "é\u2603", None, {"b": True}]}
+    assert json.loads(FastJson.dumps(value, separators=(",", ":"))) == value
+    assert math.isnan(FastJson.loads("NaN"))  # msgspec refuses it; the standard library not
+    assert FastJson.loads(b'{"x": 1}') == {"x": 1}
+    with pytest.raises(json.JSONDecodeError, match="Expecting property name"):
+        FastJson.loads("{not json")
