@@ -292,6 +292,29 @@ async def test_a_lid_chat_learning_its_phone_joins_an_existing_phone_conversatio
     assert (await world.message_by_wa_id(session.id, "M3")).conversation_id == phone_chats[0].id
 
 
+async def test_a_run_of_one_chat_follows_its_chat_when_it_moves_mid_run(
+    world: World, session: Session
+) -> None:
+    """A chat's messages in a row resolve their conversation once, until one says something
+    new: the run by the LID alone, the message that gives the phone number, then the LID
+    alone again all land in the one conversation, now the phone number's."""
+    now = world.clock.now()
+    lid_only = [incoming(f"L{i}", chat=ALICE_LID, at=now) for i in range(3)]
+    both = incoming("B", chat=ALICE_LID, chat_alt=Jid.parse(ALICE), at=now)
+    again = [incoming(f"A{i}", chat=ALICE_LID, at=now) for i in range(3)]
+    batch = HistoryBatch(messages=(*lid_only, both, *again, incoming("C", chat=BOB, at=now)))
+    await world.import_history(ImportHistoryCommand(session_id=session.id, batch=batch))
+    conversation = await world.conversation(session.id, ALICE)
+    for wa_id in ("L0", "L2", "B", "A0", "A2"):
+        message = await world.message_by_wa_id(session.id, wa_id)
+        assert message.conversation_id == conversation.id, wa_id
+        assert str(message.chat) == (ALICE_LID if wa_id.startswith("L") else ALICE), wa_id
+    bob = await world.conversation(session.id, BOB)
+    assert (await world.message_by_wa_id(session.id, "C")).conversation_id == bob.id
+    assert len(world.store.conversations) == 2
+    assert len(world.store.contacts) == 2
+
+
 async def test_a_closed_conversation_reopens_when_the_contact_writes(
     world: World, session: Session
 ) -> None:

@@ -6,7 +6,7 @@ a fresh entity from a row, so every read hands the caller its own copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from whatsgate.adapters.sql.types import json_text
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation, ConversationStatus
 from whatsgate.domain.events import StoredEvent
+from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import (
     ContactCard,
     Direction,
@@ -224,6 +225,152 @@ def to_conversation(row: Row[Any]) -> Conversation:
         metadata=dict(r["metadata"]),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+    )
+
+
+#: The columns of ``contact_params`` and ``contact_of``, in ``contact_row``'s order.
+CONTACT_COLUMNS = (
+    "id",
+    "organization_id",
+    "session_id",
+    "jid",
+    "lid",
+    "name",
+    "push_name",
+    "business_name",
+    "is_business",
+    "external_ref",
+    "metadata",
+    "created_at",
+    "updated_at",
+)
+
+#: The columns of ``conversation_params`` (all of them) and of ``conversation_of`` (all but
+#: ``activity_at``, which is derived), in ``conversation_row``'s order.
+CONVERSATION_COLUMNS = (
+    "id",
+    "organization_id",
+    "session_id",
+    "chat",
+    "name",
+    "status",
+    "assignee_id",
+    "unread_count",
+    "last_message_at",
+    "last_message_preview",
+    "last_message_id",
+    "external_ref",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "activity_at",
+)
+
+
+def contact_params(c: Contact, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The values of ``contact_row`` as the driver takes them, in ``CONTACT_COLUMNS`` order
+    (see ``message_params``): for upserts that skip per-row bind processing."""
+    lid, metadata = c.lid, c.metadata
+    return (
+        c.id,
+        c.organization_id,
+        c.session_id,
+        str(c.jid),
+        None if lid is None else str(lid),
+        c.name,
+        c.push_name,
+        c.business_name,
+        c.is_business,
+        c.external_ref,
+        json_text(dict(metadata)) if metadata else "{}",
+        time(c.created_at),
+        time(c.updated_at),
+    )
+
+
+def conversation_params(c: Conversation, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The values of ``conversation_row`` as the driver takes them, in
+    ``CONVERSATION_COLUMNS`` order (see ``message_params``)."""
+    last, metadata, created = c.last_message_at, c.metadata, c.created_at
+    created_value = time(created)
+    last_value = None if last is None else time(last)
+    return (
+        c.id,
+        c.organization_id,
+        c.session_id,
+        str(c.chat),
+        c.name,
+        str(c.status),
+        c.assignee_id,
+        c.unread_count,
+        last_value,
+        c.last_message_preview,
+        c.last_message_id,
+        c.external_ref,
+        json_text(dict(metadata)) if metadata else "{}",
+        created_value,
+        time(c.updated_at),
+        created_value if last_value is None else last_value,
+    )
+
+
+def contact_of(
+    values: Sequence[Any],
+    time: Callable[[Any], datetime],
+    jid: Callable[[str], Jid],
+    json: Callable[[Any], dict[str, Any]],
+) -> Contact:
+    """A contact from a row of ``CONTACT_COLUMNS`` as the driver returns it, ``time``,
+    ``jid`` and ``json`` doing what the columns' result processing would: for look-ups that
+    skip SQLAlchemy's per-row, per-column work (``SqlContacts.get_many``)."""
+    (id_, org, session, jid_text, lid, name, push, business, is_business, ref, meta, ca, ua) = (
+        values
+    )
+    return Contact(
+        id=id_,
+        organization_id=org,
+        session_id=session,
+        jid=jid(jid_text),
+        lid=None if lid is None else jid(lid),
+        name=name,
+        push_name=push,
+        business_name=business,
+        is_business=bool(is_business),
+        external_ref=ref,
+        metadata=json(meta),
+        created_at=time(ca),
+        updated_at=time(ua),
+    )
+
+
+def conversation_of(
+    values: Sequence[Any],
+    time: Callable[[Any], datetime],
+    jid: Callable[[str], Jid],
+    json: Callable[[Any], dict[str, Any]],
+) -> Conversation:
+    """A conversation from a row of ``CONVERSATION_COLUMNS`` but the last, as the driver
+    returns it (see ``contact_of``)."""
+    (id_, org, session, chat, name, status, assignee, unread, last_at, preview, last_id) = values[
+        :11
+    ]
+    ref, meta, ca, ua = values[11:15]
+    return Conversation(
+        id=id_,
+        organization_id=org,
+        session_id=session,
+        chat=jid(chat),
+        name=name,
+        status=ConversationStatus(status),
+        assignee_id=assignee,
+        unread_count=unread,
+        last_message_at=None if last_at is None else time(last_at),
+        last_message_preview=preview,
+        last_message_id=last_id,
+        external_ref=ref,
+        metadata=json(meta),
+        created_at=time(ca),
+        updated_at=time(ua),
     )
 
 

@@ -95,27 +95,6 @@ def _sessions_by_id() -> Select[Any]:
 
 
 @functools.cache
-def _contacts_of_sessions() -> Select[Any]:
-    c = tables.contacts.c
-    return select(tables.contacts).where(
-        c.session_id.in_(bindparam("sessions", expanding=True)),
-        or_(
-            c.jid.in_(bindparam("jids", expanding=True)),
-            c.lid.in_(bindparam("lids", expanding=True)),
-        ),
-    )
-
-
-@functools.cache
-def _conversations_of_sessions() -> Select[Any]:
-    c = tables.conversations.c
-    return select(tables.conversations).where(
-        c.session_id.in_(bindparam("sessions", expanding=True)),
-        c.chat.in_(bindparam("chats", expanding=True)),
-    )
-
-
-@functools.cache
 def _wa_ids_of_sessions() -> Select[Any]:
     c = tables.messages.c
     return select(c.session_id, c.wa_id).where(
@@ -325,7 +304,110 @@ class SqlSessions(_Repository, SessionRepository):
         await self._execute(delete(self.t).where(self.t.c.id == session_id))
 
 
-class SqlContacts(_Repository, ContactRepository):
+def _marks(dialect: Dialect, first: int, count: int) -> str:
+    """``count`` placeholders in the dialect's style, numbered from ``first`` (PostgreSQL)."""
+    if dialect.name == "postgresql":
+        return ", ".join(f"${first + i}" for i in range(count))
+    return ", ".join("?" * count)
+
+
+@functools.lru_cache(maxsize=256)
+def _lookup_sql(dialect: Dialect, table: Table, sessions: int, keys: int) -> str:
+    """The text of a batched look-up of contacts (by ``jid`` or ``lid``) or conversations
+    (by ``chat``) of ``sessions`` sessions among ``keys`` addresses. Its parameters: the
+    session ids, then the addresses (for contacts twice on SQLite: once per list)."""
+    q = dialect.identifier_preparer
+    contacts = table is tables.contacts
+    names = mapping.CONTACT_COLUMNS if contacts else mapping.CONVERSATION_COLUMNS[:-1]
+    where = f"{q.quote('session_id')} IN ({_marks(dialect, 1, sessions)})"
+    in_keys = f"IN ({_marks(dialect, sessions + 1, keys)})"
+    if contacts:
+        # PostgreSQL's numbered parameters are given once and used twice.
+        again = in_keys if dialect.name == "postgresql" else None
+        in_lids = again or f"IN ({_marks(dialect, sessions + keys + 1, keys)})"
+        where += f" AND ({q.quote('jid')} {in_keys} OR {q.quote('lid')} {in_lids})"
+    else:
+        where += f" AND {q.quote('chat')} {in_keys}"
+    columns = ", ".join(q.quote(name) for name in names)
+    return f"SELECT {columns} FROM {q.format_table(table)} WHERE {where}"
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(dialect: Dialect, table: Table, rows: int) -> str:
+    """The text of an ``INSERT … ON CONFLICT (id) DO UPDATE`` of every column for ``rows``
+    rows of prepared values (``mapping.contact_params``, ``conversation_params``)."""
+    q = dialect.identifier_preparer
+    names = mapping.CONTACT_COLUMNS if table is tables.contacts else mapping.CONVERSATION_COLUMNS
+    width = len(names)
+    values = ", ".join(f"({_marks(dialect, row * width + 1, width)})" for row in range(rows))
+    columns = ", ".join(q.quote(name) for name in names)
+    update = ", ".join(f"{q.quote(n)} = excluded.{q.quote(n)}" for n in names if n != "id")
+    return (
+        f"INSERT INTO {q.format_table(table)} ({columns}) VALUES {values}"
+        f" ON CONFLICT ({q.quote('id')}) DO UPDATE SET {update}"
+    )
+
+
+class _Prepared(_Repository):
+    """Batched look-ups and upserts of contacts and conversations (the tables ingest reads
+    and writes for every group of messages) in text built once per size, values handed to
+    and taken from the driver as they are: SQLAlchemy's per-row, per-column result and bind
+    processing and row mapping were a third of live ingest's CPU (bench/live_ingest.py).
+    ``mapping``'s ``*_params`` and ``*_of`` do that work, and a test holds both to the Core
+    path."""
+
+    async def _prepared_lookup(
+        self, table: Table, session_ids: Sequence[str], keys: Sequence[Jid]
+    ) -> list[Any]:
+        """The rows (by id) of ``table`` in these sessions with one of these addresses."""
+        sessions = sorted(set(session_ids))
+        conn = self._conn
+        dialect = conn.dialect
+        twice = table is tables.contacts and dialect.name != "postgresql"
+        rows: dict[str, Any] = {}
+        for chunk in _chunks(keys) if sessions else ():
+            texts = [str(k) for k in chunk]
+            sql = _lookup_sql(dialect, table, len(sessions), len(texts))
+            params = (*sessions, *texts, *texts) if twice else (*sessions, *texts)
+            rows.update((row[0], row) for row in await conn.exec_driver_sql(sql, params))
+        return [rows[key] for key in sorted(rows)]
+
+    def _readers(
+        self,
+    ) -> tuple[Callable[[Any], datetime], Callable[[str], Jid], Callable[[Any], dict[str, Any]]]:
+        time = types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
+        return time, types.jid_of, types.json_object
+
+    async def _prepared_upsert(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Upsert rows of prepared values, the id first; an id given twice keeps its last
+        values (as ``_upsert``)."""
+        if not rows:
+            return
+        if len(rows) > 1:
+            rows = list({row[0]: row for row in rows}.values())
+        conn = self._conn
+        dialect = conn.dialect
+        width = len(rows[0])
+        per_statement = max(
+            1,
+            min(
+                dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // width
+            ),
+        )
+        await self._uow.before_write()
+        for low in range(0, len(rows), per_statement):
+            page = rows[low : low + per_statement]
+            sql = _upsert_sql(dialect, table, len(page))
+            try:
+                await conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
+            except IntegrityError as exc:
+                raise AlreadyExists(str(exc.orig)) from exc
+
+    def _write_time(self) -> Callable[[datetime], Any]:
+        return types.as_utc if self._dialect == "postgresql" else types.sqlite_text
+
+
+class SqlContacts(_Prepared, ContactRepository):
     t = tables.contacts
 
     async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
@@ -335,32 +417,21 @@ class SqlContacts(_Repository, ContactRepository):
         return mapping.to_contact(row) if row else None
 
     async def get_many(self, session_id: str, jids: Sequence[Jid]) -> list[Contact]:
-        c = self.t.c
-        rows: dict[str, Any] = {}
-        for keys in _chunks(jids):
-            stmt = select(self.t).where(
-                c.session_id == session_id, or_(c.jid.in_(keys), c.lid.in_(keys))
-            )
-            rows.update((row.id, row) for row in await self._all(stmt))
-        return [mapping.to_contact(rows[key]) for key in sorted(rows)]
+        return await self.get_many_of_sessions([session_id], jids)
 
     async def get_many_of_sessions(
         self, session_ids: Sequence[str], jids: Sequence[Jid]
     ) -> list[Contact]:
-        sessions = sorted(set(session_ids))
-        rows: dict[str, Any] = {}
-        for keys in _chunks(jids) if sessions else ():
-            found = await self._conn.execute(
-                _contacts_of_sessions(), {"sessions": sessions, "jids": keys, "lids": keys}
-            )
-            rows.update((row.id, row) for row in found)
-        return [mapping.to_contact(rows[key]) for key in sorted(rows)]
+        time, jid, json_object = self._readers()
+        rows = await self._prepared_lookup(self.t, session_ids, jids)
+        return [mapping.contact_of(row, time, jid, json_object) for row in rows]
 
     async def save(self, contact: Contact) -> None:
         await self._upsert(self.t, [mapping.contact_row(contact)])
 
     async def save_many(self, contacts: Sequence[Contact]) -> None:
-        await self._upsert(self.t, [mapping.contact_row(c) for c in contacts])
+        time = self._write_time()
+        await self._prepared_upsert(self.t, [mapping.contact_params(c, time) for c in contacts])
 
     async def search(
         self,
@@ -394,7 +465,7 @@ _BY_CHAT = (
 )
 
 
-class SqlConversations(_Repository, ConversationRepository):
+class SqlConversations(_Prepared, ConversationRepository):
     t = tables.conversations
 
     async def get(self, conversation_id: str) -> Conversation | None:
@@ -406,30 +477,23 @@ class SqlConversations(_Repository, ConversationRepository):
         return mapping.to_conversation(row) if row else None
 
     async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
-        c = self.t.c
-        rows: dict[str, Any] = {}
-        for keys in _chunks(chats):
-            stmt = select(self.t).where(c.session_id == session_id, c.chat.in_(keys))
-            rows.update((row.id, row) for row in await self._all(stmt))
-        return [mapping.to_conversation(rows[key]) for key in sorted(rows)]
+        return await self.get_many_by_chat_of_sessions([session_id], chats)
 
     async def get_many_by_chat_of_sessions(
         self, session_ids: Sequence[str], chats: Sequence[Jid]
     ) -> list[Conversation]:
-        sessions = sorted(set(session_ids))
-        rows: dict[str, Any] = {}
-        for keys in _chunks(chats) if sessions else ():
-            found = await self._conn.execute(
-                _conversations_of_sessions(), {"sessions": sessions, "chats": keys}
-            )
-            rows.update((row.id, row) for row in found)
-        return [mapping.to_conversation(rows[key]) for key in sorted(rows)]
+        time, jid, json_object = self._readers()
+        rows = await self._prepared_lookup(self.t, session_ids, chats)
+        return [mapping.conversation_of(row, time, jid, json_object) for row in rows]
 
     async def save(self, conversation: Conversation) -> None:
         await self._upsert(self.t, [mapping.conversation_row(conversation)])
 
     async def save_many(self, conversations: Sequence[Conversation]) -> None:
-        await self._upsert(self.t, [mapping.conversation_row(c) for c in conversations])
+        time = self._write_time()
+        await self._prepared_upsert(
+            self.t, [mapping.conversation_params(c, time) for c in conversations]
+        )
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
         stmt = _conversation_search(self._dialect, _SearchShape.of(query), False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +70,28 @@ def sqlite_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
+def sqlite_time(text: str) -> datetime:
+    """What ``UtcDateTime`` reads from the text SQLite stores (naive UTC): for look-ups that
+    skip result processing (``SqlContacts.get_many``)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def postgresql_time(value: datetime) -> datetime:
+    """What ``UtcDateTime`` reads from PostgreSQL's ``timestamptz``."""
+    return value.astimezone(UTC)
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """A JSON object column as the driver returns it (SQLite: its text; asyncpg: already
+    decoded), as the ``JSON`` type reads it."""
+    if isinstance(value, dict):
+        return dict(value)
+    if value == "{}":
+        return {}
+    decoded: dict[str, Any] = json.loads(value)  # as the engine's json_deserializer
+    return decoded
+
+
 class JidType(TypeDecorator[Jid]):
     """A ``Jid`` stored as its text form, ``user@server``."""
 
@@ -81,11 +104,11 @@ class JidType(TypeDecorator[Jid]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Jid | None:
         if value is None:
             return None
-        return _jid_of(str(value))
+        return jid_of(str(value))
 
 
 @functools.lru_cache(maxsize=16_384)
-def _jid_of(text: str) -> Jid:
+def jid_of(text: str) -> Jid:
     """The ``Jid`` of a stored text, shared (a ``Jid`` is immutable): validating the same
     addresses again on every row read was a tenth of a batched contact look-up's CPU
     (bench/live_ingest.py)."""
