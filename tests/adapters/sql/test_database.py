@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 from sqlalchemy import text
 
 from whatsgate.adapters.sql.database import (
     BUSY_TIMEOUT_MS,
+    SQLITE_POOL_SIZE,
     async_url,
     create_engine_for,
     sqlite_url,
@@ -33,6 +36,25 @@ async def test_sqlite_connections_get_wal_foreign_keys_busy_timeout_normal_sync(
     finally:
         await engine.dispose()
     assert (tmp_path / "data" / "whatsgate.db").exists()
+
+
+async def test_sqlite_keeps_its_connections_open_when_many_are_in_use(tmp_path: Path) -> None:
+    """Connections handed back are kept (not closed and opened again per request), and at
+    most ``SQLITE_POOL_SIZE`` are in use at once."""
+    engine = create_engine_for(sqlite_url(tmp_path))
+    pool = engine.sync_engine.pool
+    try:
+        async with AsyncExitStack() as stack:
+            for _ in range(SQLITE_POOL_SIZE):
+                await stack.enter_async_context(engine.connect())
+            assert pool.checkedout() == SQLITE_POOL_SIZE  # type: ignore[attr-defined]
+            waiting = asyncio.ensure_future(engine.connect().start())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # the next one waits for a connection handed back
+            waiting.cancel()
+        assert pool.checkedin() == SQLITE_POOL_SIZE  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
 
 
 def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:

@@ -31,6 +31,10 @@ from whatsgate.adapters.sql.types import json_text
 #: How long a SQLite writer waits for the one before it, then fails "database is locked".
 BUSY_TIMEOUT_MS = 5_000
 
+#: Connections a SQLite engine keeps open (file databases): at most this many units of work
+#: at once, the others wait for one (``pool_timeout``).
+SQLITE_POOL_SIZE = 15
+
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -118,6 +122,12 @@ def create_engine_for(
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if "poolclass" not in kwargs:
+            # SQLAlchemy's default (5 kept, 10 more opened and closed on demand) opened and
+            # closed a connection, its thread and pragmas, on most requests once more than 5
+            # were in flight: keep the same 15, open.
+            kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
+            kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _one_hop_connect)
     pragmas = functools.partial(_apply_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms)

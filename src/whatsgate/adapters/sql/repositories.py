@@ -542,16 +542,25 @@ _GROUP_SUFFIX = "@" + GROUP_SERVER
 
 async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> Any:
     """The rows of a read whose columns need no result processing (the caller formats
-    them). On SQLite, one call to the driver's thread (``execute_fetchall``) where the
-    SQLAlchemy adapter makes four (cursor, execute, fetch, close): each is a thread hand-off
-    that cost more CPU than a small indexed query (bench/rest.py)."""
+    them). On SQLite, straight to the driver (``execute_fetchall``, one call to its thread).
+
+    ``OneHopConnection`` already gives every statement one call to the thread; what this
+    still skips is SQLAlchemy's own work per statement (its greenlet hop, the autobegin of
+    the connection, the compiled cache look-up, execution context and result object):
+    ~60 us for the session look-up and ~55 us for the page, ~12 % of a GET …/conversations
+    (bench/rest.py, measured again after OneHop; the REST hot path reads only here)."""
     if conn.dialect.name != "sqlite":
         return (await conn.execute(stmt, params)).all()
     sql, order, processors, defaults = _sqlite_compiled(stmt, conn.dialect)
     values = {**defaults, **params}
     for name, process in processors.items():
         values[name] = process(values[name])
-    driver = (await conn.get_raw_connection()).driver_connection
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        raw = sync.connection  # checked out when the unit of work began: no I/O here
+    else:
+        raw = await conn.get_raw_connection()  # (a greenlet hop, ~9 us)
+    driver = raw.driver_connection
     assert driver is not None
     return await driver.execute_fetchall(sql, [values[n] for n in order])
 

@@ -101,7 +101,8 @@ class SqlUnitOfWork(UnitOfWork):
     async def rollback(self) -> None:
         self.events.staged.clear()
         try:
-            await self.connection.rollback()
+            if self.connection.in_transaction():  # else nothing to roll back (reads only)
+                await self.connection.rollback()
         finally:
             self._end_write()
 
