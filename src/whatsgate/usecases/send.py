@@ -180,7 +180,10 @@ class SendMessage:
             )
             if command.media is not None:
                 message.media = await self._store_media(session, message, command.media)
-            ahead = await uow.outbox.pending_count(session.id)
+            # Only as many queued messages as pacing's answer depends on are counted: the
+            # full count grew with the session's queue on every send.
+            needed = self.pacer.ahead_needed(session.id, now)
+            ahead = await uow.outbox.pending_count(session.id, limit=needed) if needed else 0
             throttled = self.pacer.would_hold(session.id, now, ahead=ahead)
             entry = OutboxEntry(
                 organization_id=session.organization_id,
