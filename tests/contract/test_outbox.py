@@ -45,6 +45,11 @@ async def test_counts_and_next_due_follow_state_changes(backend: Backend) -> Non
         assert await uow.outbox.pending_count() == 2
         assert await uow.outbox.pending_count(world.session_id) == 2
         assert await uow.outbox.pending_count(other.session_id) == 0
+        # A bounded count stops at its limit (SendMessage counts only what pacing needs).
+        assert await uow.outbox.pending_count(world.session_id, limit=1) == 1
+        assert await uow.outbox.pending_count(world.session_id, limit=3) == 2
+        assert await uow.outbox.pending_count(other.session_id, limit=3) == 0
+        assert await uow.outbox.pending_count(limit=1) == 1
         assert await uow.outbox.next_due_at() == at(10)
         entry = await uow.outbox.get_for_message("m-a")
         assert entry is not None

@@ -128,6 +128,15 @@ class SendPacer:
             gap = self.rng.uniform(self.policy.gap_min, self.policy.gap_max)
         pace.earliest = at + timedelta(seconds=gap)
 
+    def ahead_needed(self, session_id: str, now: datetime) -> int:
+        """How many of the session's queued messages ``would_hold`` needs counted to answer
+        exactly: it only asks whether they reach the budget left in the window, so a count
+        capped at that is as good as the full one (0: held back whatever is queued)."""
+        pace = self._pace(session_id, now)
+        if pace.level > 0:
+            return 0
+        return max(0, self.policy.per_window - len(pace.recent))
+
     def would_hold(self, session_id: str, now: datetime, *, ahead: int) -> bool:
         """Whether a message queued now, behind ``ahead`` others of the session, will be held
         back by pacing (the ``throttled`` answer of a send)."""

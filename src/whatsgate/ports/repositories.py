@@ -260,7 +260,12 @@ class OutboxRepository(Protocol):
 
     async def save_many(self, entries: Sequence[OutboxEntry]) -> None: ...
 
-    async def pending_count(self, session_id: str | None = None) -> int: ...
+    async def pending_count(
+        self, session_id: str | None = None, *, limit: int | None = None
+    ) -> int:
+        """Entries pending (of one session, or all); with ``limit``, at most that many are
+        counted (the answer is ``min(count, limit)``), so the cost does not grow with a queue."""
+        ...
 
     async def next_due_at(self) -> datetime | None: ...
 

@@ -414,8 +414,10 @@ class DeliverOutbox:
             outcomes = [o for b in batches for o in b.outcomes]
             ids = [o.job.entry.id for o in outcomes]
             currents = {e.id: e for e in await uow.outbox.get_many(ids)}
-            message_ids = [o.job.entry.message_id for o in outcomes if o.job.message is not None]
-            stored = {m.id: m for m in await uow.messages.get_many(message_ids)}
+            # The messages as the claim read them: a queued message has no WhatsApp id yet, so
+            # nothing else (receipts, edits, reactions, imports) can reach it meanwhile, and a
+            # message only goes with its session, whose deletion the entries' re-read catches.
+            stored = {o.job.message.id: o.job.message for o in outcomes if o.job.message}
             book = _Book()
             answers = [await self._settle_batch(uow, b, currents, stored, book) for b in batches]
             await uow.outbox.add_attempts(book.attempts)

@@ -10,12 +10,14 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from whatsgate.domain.auth import Principal
 from whatsgate.domain.errors import (
     InvalidInput,
     InvalidJid,
     InvalidMessage,
     InvalidPhoneNumber,
     MessageNotFound,
+    PermissionDenied,
     SessionNotConnected,
     SessionNotFound,
     SessionNotRunning,
@@ -41,6 +43,7 @@ from whatsgate.ports.engine import NumberCheck
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import contact_for, conversation_for
+from whatsgate.usecases.access import visible_session
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.outbox")
@@ -142,14 +145,23 @@ class SendMessage:
         self.pacer = pacer
         self.wake = wake
 
-    async def __call__(self, command: SendMessageCommand) -> SendMessageResult:
-        kind = _check_shape(command)
-        to = _recipient(command.to)
+    async def __call__(
+        self, command: SendMessageCommand, *, principal: Principal | None = None
+    ) -> SendMessageResult:
+        """With ``principal``, its right to send (``Access.sender``) is checked first, in the
+        same unit of work as the send: one transaction and one read of the session."""
         now = self.clock.now()
         async with self.uow() as uow:
-            session = await uow.sessions.get(command.session_id)
-            if session is None:
+            found = None
+            if principal is not None:
+                found = await sender_session(uow, principal, command.session_id, command.to)
+            kind = _check_shape(command)
+            to = _recipient(command.to)
+            if found is None:
+                found = await uow.sessions.get(command.session_id)
+            if found is None:
                 raise SessionNotFound(session_id=command.session_id)
+            session = found
             if not session.is_paired:
                 raise SessionNotConnected(
                     "The session is not paired with a WhatsApp account yet; pair it first.",
@@ -180,7 +192,10 @@ class SendMessage:
             )
             if command.media is not None:
                 message.media = await self._store_media(session, message, command.media)
-            ahead = await uow.outbox.pending_count(session.id)
+            # Only as many queued messages as pacing's answer depends on are counted: the
+            # full count grew with the session's queue on every send.
+            needed = self.pacer.ahead_needed(session.id, now)
+            ahead = await uow.outbox.pending_count(session.id, limit=needed) if needed else 0
             throttled = self.pacer.would_hold(session.id, now, ahead=ahead)
             entry = OutboxEntry(
                 organization_id=session.organization_id,
@@ -230,6 +245,26 @@ class SendMessage:
             file_name=media.file_name,
             storage_key=key,
         )
+
+
+async def sender_session(
+    uow: UnitOfWork, principal: Principal, session_id: str, to: str
+) -> Session:
+    """``Access.sender`` inside a unit of work the caller holds: the session, if ``principal``
+    may see it, or if the conversation with ``to`` is assigned to them (an attendant answers);
+    the same errors otherwise."""
+    try:
+        return await visible_session(uow, principal, session_id)
+    except PermissionDenied:
+        session = await uow.sessions.get(session_id)
+        conversation = None
+        if session is not None:
+            conversation = await uow.conversations.get_by_chat(session_id, Jid.parse(to))
+        if session is None or conversation is None:
+            raise
+        if conversation.assignee_id != principal.user_id:
+            raise
+        return session
 
 
 def _check_shape(command: SendMessageCommand) -> MessageKind:

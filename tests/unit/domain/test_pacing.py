@@ -90,6 +90,22 @@ def test_would_hold_counts_recent_sends_and_the_queue_ahead() -> None:
     assert pacer.would_hold("s1", now, ahead=20)
 
 
+def test_a_queue_counted_up_to_ahead_needed_gives_the_same_answer_as_the_full_count() -> None:
+    pacer = SendPacer(PacingPolicy(), random.Random(6))
+    assert pacer.ahead_needed("s1", T0) == 30
+    drive(pacer, 10)
+    now = T0 + timedelta(seconds=20)
+    needed = pacer.ahead_needed("s1", now)
+    assert needed == 20
+    for ahead in (0, 19, 20, 21, 500):
+        capped = min(ahead, needed)
+        assert pacer.would_hold("s1", now, ahead=capped) == pacer.would_hold("s1", now, ahead=ahead)
+    drive(pacer, 25, start=now)  # past the budget: held back whatever is queued
+    later = T0 + timedelta(seconds=40)
+    assert pacer.ahead_needed("s1", later) == 0
+    assert pacer.would_hold("s1", later, ahead=0)
+
+
 def test_typing_time_grows_with_the_text_within_bounds() -> None:
     typing = HumanTyping(enabled=True, per_char=0.05, minimum=1.0, maximum=8.0)
     rng = random.Random(7)

@@ -13,6 +13,7 @@ from whatsgate.domain.errors import (
     InvalidPhoneNumber,
     MediaTooLarge,
     MessageNotFound,
+    PermissionDenied,
     SessionNotConnected,
     SessionNotFound,
     WhatsgateError,
@@ -22,6 +23,7 @@ from whatsgate.domain.message import ContactCard, Location, MessageKind, Message
 from whatsgate.domain.outbox import OutboxState
 from whatsgate.domain.sending import MB
 from whatsgate.testing import settle
+from whatsgate.usecases.inbox import AssignConversation, AssignConversationCommand
 from whatsgate.usecases.outbox import DeliverCommand
 from whatsgate.usecases.send import (
     CheckNumbersCommand,
@@ -31,7 +33,8 @@ from whatsgate.usecases.send import (
 )
 from whatsgate.usecases.sessions import SessionCommand
 
-from .harness import World
+from .harness import ALICE, BOB, World
+from .test_access_and_pairing import add_agent, as_principal
 
 K = MessageKind
 TO = "+55 (66) 99999-0001"
@@ -263,6 +266,43 @@ async def test_the_session_must_exist_and_be_paired_but_need_not_be_connected(
     await world.stop(SessionCommand(session_id=session.id))
     result = await world.send(text(session.id))
     assert result.status is MessageStatus.QUEUED
+
+
+async def test_with_a_principal_the_send_checks_access_as_access_sender_does(
+    world: World,
+) -> None:
+    session = await world.connected_session()
+    to_alice = SendMessageCommand(session_id=session.id, to=ALICE, kind=K.TEXT, text="Oi")
+    queued = await world.send(to_alice)
+    _, stranger = await world.organization("Other")
+    agent = await add_agent(world, session.organization_id)
+    before = len(world.store.messages)
+    with pytest.raises(SessionNotFound):
+        await world.send(to_alice, principal=as_principal(stranger))
+    with pytest.raises(SessionNotFound):
+        await world.send(text("no-such-session"), principal=as_principal(agent))
+    with pytest.raises(PermissionDenied):
+        await world.send(to_alice, principal=as_principal(agent))
+    # The access check comes before the message's own checks, as it did in the handler.
+    with pytest.raises(PermissionDenied):
+        await world.send(
+            SendMessageCommand(session_id=session.id, to=ALICE, kind=K.TEXT),
+            principal=as_principal(agent),
+        )
+    assert len(world.store.messages) == before
+    await AssignConversation(world.uow, world.clock)(
+        AssignConversationCommand(
+            conversation_id=queued.message.conversation_id, assignee_id=agent.id
+        )
+    )
+    sent = await world.send(to_alice, principal=as_principal(agent))
+    assert sent.message.conversation_id == queued.message.conversation_id
+    with pytest.raises(PermissionDenied):
+        await world.send(
+            SendMessageCommand(session_id=session.id, to=BOB, kind=K.TEXT, text="Oi"),
+            principal=as_principal(agent),
+        )
+    assert len(world.store.messages) == before + 1
 
 
 async def test_past_the_pacing_budget_a_send_says_it_is_throttled(world: World) -> None:

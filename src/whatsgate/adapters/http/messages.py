@@ -79,7 +79,11 @@ class SessionMessageController(Controller):
         send_message: NamedDependency[SendMessage],
         media_fetcher: NamedDependency[MediaFetcher],
     ) -> SendMessageOut:
-        await access.sender(principal, session_id, data.to)
+        # Fetching media waits for the access check, as before; without media the check
+        # runs in SendMessage's own unit of work (one transaction per POST).
+        checked = data.media is not None
+        if checked:
+            await access.sender(principal, session_id, data.to)
         result = await send_message(
             SendMessageCommand(
                 session_id=session_id,
@@ -108,7 +112,8 @@ class SessionMessageController(Controller):
                     if data.reaction
                     else None
                 ),
-            )
+            ),
+            principal=None if checked else principal,
         )
         return SendMessageOut(
             id=result.id,

@@ -481,12 +481,15 @@ class _Outbox(OutboxRepository):
                 firsts[e.session_id] = e
         return sorted(firsts.values(), key=lambda e: (_naive(e.next_attempt_at), e.id))
 
-    async def pending_count(self, session_id: str | None = None) -> int:
-        return sum(
+    async def pending_count(
+        self, session_id: str | None = None, *, limit: int | None = None
+    ) -> int:
+        count = sum(
             1
             for e in self.t.values()
             if e.state is OutboxState.PENDING and session_id in (None, e.session_id)
         )
+        return count if limit is None else min(count, limit)
 
     async def next_due_at(self) -> datetime | None:
         pending = [e.next_attempt_at for e in self.t.values() if e.state is OutboxState.PENDING]

@@ -950,12 +950,18 @@ class SqlOutbox(_Repository, OutboxRepository):
         rows = (await self._conn.execute(stmt, {"session_id": session_id})).all()
         return [mapping.to_outbox(r) for r in rows]
 
-    async def pending_count(self, session_id: str | None = None) -> int:
+    async def pending_count(
+        self, session_id: str | None = None, *, limit: int | None = None
+    ) -> int:
+        if session_id is not None and limit is not None:
+            params = {"session_id": session_id, "limit": limit}
+            return int((await self._conn.execute(_pending_upto_statement(), params)).scalar_one())
         c = self.t.c
         stmt = select(func.count()).select_from(self.t).where(c.state == str(OutboxState.PENDING))
         if session_id is not None:
             stmt = stmt.where(c.session_id == session_id)
-        return int((await self._execute(stmt)).scalar_one())
+        count = int((await self._execute(stmt)).scalar_one())
+        return count if limit is None else min(count, limit)
 
     async def next_due_at(self) -> datetime | None:
         c = self.t.c
@@ -993,6 +999,21 @@ def _fronts_statement() -> Select[Any]:
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )
+
+
+@functools.cache
+def _pending_upto_statement() -> Select[Any]:
+    """How many entries a session has pending, counting at most ``limit`` of them, built once:
+    SendMessage runs it on every send, and an unbounded count grew with the session's queue.
+    The (state, session_id, created_at, id) index answers it without reading the rows."""
+    c = tables.outbox.c
+    upto = (
+        select(c.id)
+        .where(c.state == str(OutboxState.PENDING), c.session_id == bindparam("session_id"))
+        .limit(bindparam("limit"))
+        .subquery("upto")
+    )
+    return select(func.count()).select_from(upto)
 
 
 @functools.cache
