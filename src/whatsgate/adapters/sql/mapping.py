@@ -576,6 +576,41 @@ def outbox_row(e: OutboxEntry) -> Values:
     }
 
 
+#: The columns of ``outbox_params``, in its order (that of ``outbox_row``).
+OUTBOX_COLUMNS = (
+    "id",
+    "organization_id",
+    "session_id",
+    "message_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "throttled",
+    "created_at",
+    "updated_at",
+)
+
+
+def outbox_params(e: OutboxEntry, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The values of ``outbox_row`` as the driver takes them, in ``OUTBOX_COLUMNS`` order
+    (see ``message_params``): SendMessage adds one entry per send. A test holds the result to
+    the Core path."""
+    return (
+        e.id,
+        e.organization_id,
+        e.session_id,
+        e.message_id,
+        str(e.state),
+        e.attempts,
+        time(e.next_attempt_at),
+        e.last_error,
+        e.throttled,
+        time(e.created_at),
+        time(e.updated_at),
+    )
+
+
 def to_outbox(row: Row[Any]) -> OutboxEntry:
     r = _m(row)
     return OutboxEntry(

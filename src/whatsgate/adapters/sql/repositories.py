@@ -348,6 +348,33 @@ def _upsert_sql(dialect: Dialect, table: Table, rows: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _upsert_one_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
+    """The text of an ``INSERT … ON CONFLICT (id) DO UPDATE`` of one row of ``names`` (the
+    ``*_COLUMNS`` of a ``mapping.*_params``), for the single-row writes SendMessage makes."""
+    q = dialect.identifier_preparer
+    columns = ", ".join(q.quote(name) for name in names)
+    update = ", ".join(f"{q.quote(n)} = excluded.{q.quote(n)}" for n in names if n != "id")
+    return (
+        f"INSERT INTO {q.format_table(table)} ({columns}) VALUES ({_marks(dialect, 1, len(names))})"
+        f" ON CONFLICT ({q.quote('id')}) DO UPDATE SET {update}"
+    )
+
+
+async def _upsert_one(
+    repo: _Repository, table: Table, names: tuple[str, ...], values: tuple[Any, ...]
+) -> None:
+    """Upsert one row of prepared values (``mapping.*_params``) in text built once: a Core
+    upsert's compiled-cache look-up and per-column bind processing cost more CPU than the
+    write (bench/rest.py's POST)."""
+    conn = repo._conn
+    await repo._uow.before_write()
+    try:
+        await conn.exec_driver_sql(_upsert_one_sql(conn.dialect, table, names), values)
+    except IntegrityError as exc:
+        raise AlreadyExists(str(exc.orig)) from exc
+
+
 class _Prepared(_Repository):
     """Batched look-ups and upserts of contacts and conversations (the tables ingest reads
     and writes for every group of messages) in text built once per size, values handed to
@@ -411,10 +438,11 @@ class SqlContacts(_Prepared, ContactRepository):
     t = tables.contacts
 
     async def get_by_jid(self, session_id: str, jid: Jid) -> Contact | None:
-        c = self.t.c
-        stmt = select(self.t).where(c.session_id == session_id, or_(c.jid == jid, c.lid == jid))
-        row = await self._first(stmt.order_by(c.id))
-        return mapping.to_contact(row) if row else None
+        """The batched look-up's prepared text for one address (the first by id when a jid
+        and a lid match different contacts): SendMessage runs it on every send, and
+        building the Core statement per call was a quarter of a send's CPU."""
+        found = await self.get_many_of_sessions((session_id,), (jid,))
+        return found[0] if found else None
 
     async def get_many(self, session_id: str, jids: Sequence[Jid]) -> list[Contact]:
         return await self.get_many_of_sessions([session_id], jids)
@@ -487,7 +515,9 @@ class SqlConversations(_Prepared, ConversationRepository):
         return [mapping.conversation_of(row, time, jid, json_object) for row in rows]
 
     async def save(self, conversation: Conversation) -> None:
-        await self._upsert(self.t, [mapping.conversation_row(conversation)])
+        await self._prepared_upsert(
+            self.t, [mapping.conversation_params(conversation, self._write_time())]
+        )
 
     async def save_many(self, conversations: Sequence[Conversation]) -> None:
         time = self._write_time()
@@ -803,7 +833,9 @@ class SqlMessages(_Repository, MessageRepository):
         return mapping.to_message(row) if row else None
 
     async def save(self, message: Message) -> None:
-        await self._upsert(self.t, [mapping.message_row(message)])
+        time = types.as_utc if self._dialect == "postgresql" else types.sqlite_text
+        values = mapping.message_params(message, time, time(message.created_at))
+        await _upsert_one(self, self.t, mapping.MESSAGE_COLUMNS, values)
 
     async def get_many(self, message_ids: Sequence[str]) -> list[Message]:
         rows = []
@@ -908,7 +940,9 @@ class SqlOutbox(_Repository, OutboxRepository):
     attempts = tables.send_attempts
 
     async def add(self, entry: OutboxEntry) -> None:
-        await self._upsert(self.t, [mapping.outbox_row(entry)])
+        time = types.as_utc if self._dialect == "postgresql" else types.sqlite_text
+        values = mapping.outbox_params(entry, time)
+        await _upsert_one(self, self.t, mapping.OUTBOX_COLUMNS, values)
 
     async def save(self, entry: OutboxEntry) -> None:
         await self._upsert(self.t, [mapping.outbox_row(entry)])
@@ -955,7 +989,8 @@ class SqlOutbox(_Repository, OutboxRepository):
     ) -> int:
         if session_id is not None and limit is not None:
             params = {"session_id": session_id, "limit": limit}
-            return int((await self._conn.execute(_pending_upto_statement(), params)).scalar_one())
+            rows = await _read_rows(self._conn, _pending_upto_statement(), params)
+            return int(rows[0][0])
         c = self.t.c
         stmt = select(func.count()).select_from(self.t).where(c.state == str(OutboxState.PENDING))
         if session_id is not None:
