@@ -145,6 +145,16 @@ async def test_messages_are_private_to_their_organization_and_session(api: Api) 
         json={"to": "5566999990001", "text": "x"},
     )
     assert send.status_code == 403
+    # A media send checks access before its URL is fetched: the refusal, not the fetcher's
+    # answer about the address (a private one, 422).
+    for key, status in ((globex.admin_key, 404), (agent_key, 403)):
+        send = await api.call(
+            "POST",
+            f"/api/v1/sessions/{sid}/messages",
+            key=key,
+            json={"to": "5566999990001", "type": "image", "media": {"url": "http://127.0.0.1/a"}},
+        )
+        assert send.status_code == status, send.text
     assert len(api.store.messages) == 1
     missing = await api.call("GET", "/api/v1/messages/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "message_not_found"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from whatsgate.adapters.http.auth import principal_of
 from whatsgate.adapters.http.errors import error_responses
 from whatsgate.adapters.http.fetch import MediaFetcher
 from whatsgate.adapters.http.schemas import (
@@ -39,7 +40,12 @@ from whatsgate.usecases.send import (
 MEDIA_BODY_LIMIT = 64 * 1024 * 1024
 
 
-async def _media(given: MediaIn | None, fetcher: MediaFetcher) -> OutgoingMedia | None:
+async def _provided(request: Request[Any, Any, Any], name: str) -> Any:
+    """A dependency of the app, resolved only where a handler needs it (see ``send``)."""
+    return await request.route_handler.resolve_dependencies()[name]()
+
+
+async def _media(given: MediaIn | None, request: Request[Any, Any, Any]) -> OutgoingMedia | None:
     if given is None:
         return None
     if (given.data is None) == (given.url is None):
@@ -49,6 +55,7 @@ async def _media(given: MediaIn | None, fetcher: MediaFetcher) -> OutgoingMedia 
         data = given.data
     else:
         assert given.url is not None
+        fetcher: MediaFetcher = await _provided(request, "media_fetcher")
         data, served = await fetcher.fetch(given.url)
         mime = mime or served
     if not mime:
@@ -72,17 +79,20 @@ class SessionMessageController(Controller):
     )
     async def send(
         self,
+        request: Request[Any, Any, Any],
         session_id: FromPath[str],
         data: JSONBody[SendMessageIn],
-        principal: NamedDependency[Principal],
-        access: NamedDependency[Access],
         send_message: NamedDependency[SendMessage],
-        media_fetcher: NamedDependency[MediaFetcher],
     ) -> SendMessageOut:
+        # One dependency, so Litestar resolves it directly, not in an anyio task group
+        # (~85 us per request): the caller comes from the request, and ``access`` and the
+        # media fetcher are resolved only for a media send, which needs them.
+        principal = principal_of(request)
         # Fetching media waits for the access check, as before; without media the check
         # runs in SendMessage's own unit of work (one transaction per POST).
         checked = data.media is not None
         if checked:
+            access: Access = await _provided(request, "access")
             await access.sender(principal, session_id, data.to)
         result = await send_message(
             SendMessageCommand(
@@ -90,7 +100,7 @@ class SessionMessageController(Controller):
                 to=data.to,
                 kind=MessageKind(data.type),
                 text=data.text,
-                media=await _media(data.media, media_fetcher),
+                media=await _media(data.media, request),
                 reply_to=data.reply_to,
                 location=(
                     Location(
