@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Executable,
-    Insert,
     Integer,
     Result,
     Select,
@@ -39,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from whatsgate.adapters.sql import mapping, tables, types
+from whatsgate.adapters.sql.types import json_text
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.errors import AlreadyExists
@@ -1063,39 +1063,59 @@ class SqlEventLog(_Repository, EventLog):
         """
         if not self.staged:
             return []
-        rows: list[dict[str, Any]] = [
-            {
-                "name": e.name,
-                "organization_id": e.organization_id,
-                "session_id": e.session_id,
-                "occurred_at": _utc(e.occurred_at),
-                "data": e.payload(),
-                "assignee_id": e.assignee_id,
-            }
-            for e in self.staged
-        ]
-        if self._dialect == "postgresql":
-            await self._execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
-            ids = [int(row[0]) for row in await self._execute(_event_insert_statement(), rows)]
-        else:
-            # SQLite's RETURNING does not promise to list the rows in the order given (asked
-            # to, SQLAlchemy would insert them one at a time), but one multi-row INSERT takes
-            # its rows in order and AUTOINCREMENT gives each a larger id than the one before:
-            # sorted, the ids returned are the rows' ids in order.
-            result = await self._execute(_event_insert_statement(ordered=False), rows)
-            ids = sorted(int(row[0]) for row in result)
+        conn = self._conn
+        dialect = conn.dialect
+        postgres = dialect.name == "postgresql"
+        time = types.as_utc if postgres else types.sqlite_text
+        # The events of a unit of work mostly share one time (the clock's reading).
+        last: tuple[datetime | None, datetime, Any] = (None, datetime.min, None)
+        events: list[tuple[DomainEvent, datetime, dict[str, Any]]] = []
+        values: list[tuple[Any, ...]] = []
+        for e in self.staged:
+            at = e.occurred_at
+            if at is not last[0]:
+                last = (at, _utc(at), time(at))
+            data = e.payload()
+            events.append((e, last[1], data))
+            values.append(
+                (e.name, e.organization_id, e.session_id, last[2], json_text(data), e.assignee_id)
+            )
+        await self._uow.before_write()
+        if postgres:
+            await conn.exec_driver_sql("SELECT pg_advisory_xact_lock($1)", (EVENT_LOG_LOCK,))
+        per_statement = max(
+            1,
+            min(
+                dialect.insertmanyvalues_page_size,
+                dialect.insertmanyvalues_max_parameters // len(_EVENT_COLUMNS),
+            ),
+        )
+        ids: list[int] = []
+        for low in range(0, len(values), per_statement):
+            page = values[low : low + per_statement]
+            sql = _insert_events_sql(dialect, len(page))
+            try:
+                result = await conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
+            except IntegrityError as exc:
+                raise AlreadyExists(str(exc.orig)) from exc
+            # RETURNING does not promise to list the rows in the order given, but one
+            # multi-row INSERT takes its rows in order and the id sequence gives each a larger
+            # id than the one before (on PostgreSQL under the advisory lock above, on SQLite
+            # by AUTOINCREMENT): sorted, the ids returned are the rows' ids in order, and a
+            # later page's ids are all larger than an earlier one's.
+            ids += sorted(int(i) for i in result.scalars().all())
         self.staged.clear()
         return [
             StoredEvent(
                 id=event_id,
-                name=row["name"],
-                organization_id=row["organization_id"],
-                session_id=row["session_id"],
-                occurred_at=row["occurred_at"],
-                data=row["data"],
-                assignee_id=row["assignee_id"],
+                name=e.name,
+                organization_id=e.organization_id,
+                session_id=e.session_id,
+                occurred_at=utc,
+                data=data,
+                assignee_id=e.assignee_id,
             )
-            for event_id, row in zip(ids, rows, strict=True)
+            for event_id, (e, utc, data) in zip(ids, events, strict=True)
         ]
 
     async def after(
@@ -1130,13 +1150,25 @@ class SqlEventLog(_Repository, EventLog):
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
 
 
-@functools.cache
-def _event_insert_statement(*, ordered: bool = True) -> Insert:
-    """The events' ``INSERT … RETURNING id`` (SQLAlchemy's "insertmanyvalues": one multi-row
-    statement per page of rows), built once; ``ordered``: the ids listed in the order of the
-    rows given."""
-    events = tables.events
-    return events.insert().returning(events.c.id, sort_by_parameter_order=ordered)
+#: The columns ``SqlEventLog.write_staged`` writes (``id`` is the database's).
+_EVENT_COLUMNS = ("name", "organization_id", "session_id", "occurred_at", "data", "assignee_id")
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_events_sql(dialect: Dialect, rows: int) -> str:
+    """The text of the event log's ``INSERT … RETURNING id`` of ``rows`` rows of prepared
+    values (name, organization, session, the time as the driver takes it, the payload's JSON
+    text, assignee), in the dialect's placeholders: SQLAlchemy's insertmanyvalues and the
+    per-row bind processing of the JSON and time columns were a tenth of a live group's
+    commit (bench/live_ingest.py). A test holds the rows to the Core path."""
+    q = dialect.identifier_preparer
+    width = len(_EVENT_COLUMNS)
+    values = ", ".join(f"({_marks(dialect, row * width + 1, width)})" for row in range(rows))
+    columns = ", ".join(q.quote(name) for name in _EVENT_COLUMNS)
+    return (
+        f"INSERT INTO {q.format_table(tables.events)} ({columns}) VALUES {values}"
+        f" RETURNING {q.quote('id')}"
+    )
 
 
 def _utc(value: datetime) -> datetime:
