@@ -120,3 +120,26 @@ async def test_ids_follow_the_staged_order_across_pages(engine: AsyncEngine) -> 
     async with make() as uow:
         read = await uow.events.after(0, limit=count)
     assert read == written
+
+
+async def test_a_commit_with_events_is_durable_and_leaves_nothing_armed(
+    engine: AsyncEngine,
+) -> None:
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    events = _events(world)
+    async with make() as uow:
+        await uow.conversations.save_many([conversation(world, phone(7))])
+        uow.events.add(*events)
+        await uow.commit()
+        assert not uow.connection.in_transaction()
+    async with make() as uow:
+        # The pooled connection is handed out again: nothing armed to commit a later write.
+        await uow.conversations.save_many([conversation(world, phone(8))])
+        uow.events.add(*events[:1])
+        await uow.events.write_staged()
+        # left without commit: rolled back
+    async with make() as uow:
+        assert len(await uow.events.after(0)) == len(events)
+        chats = await uow.conversations.get_many_by_chat(world.session_id, [phone(7), phone(8)])
+        assert [c.chat for c in chats] == [phone(7)]

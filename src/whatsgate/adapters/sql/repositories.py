@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from whatsgate.adapters.sql import mapping, tables, types
+from whatsgate.adapters.sql.onehop import OneHopConnection
 from whatsgate.adapters.sql.types import json_text
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
@@ -1053,9 +1054,15 @@ class SqlEventLog(_Repository, EventLog):
     def add(self, *events: DomainEvent) -> None:
         self.staged.extend(events)
 
-    async def write_staged(self) -> list[StoredEvent]:
+    async def write_staged(self, *, commit: bool = False) -> list[StoredEvent]:
         """Insert the staged events in one statement; returns them as stored, with the ids the
         database assigned, oldest first (the unit of work hands them to ``on_commit``).
+
+        ``commit``: the caller commits right after (``SqlUnitOfWork.commit``). On SQLite the
+        last statement and the commit then go to the driver's thread together, one round trip
+        instead of two (the connection's own commit finds nothing left to do): under load
+        each round trip waits for a core (bench/ingest_socketio.py). When no event is staged
+        nothing is committed here.
 
         On PostgreSQL an advisory lock held to the end of the transaction makes ids become
         visible in the order they are assigned, so a reader of ``after(id)`` never skips an
@@ -1091,13 +1098,21 @@ class SqlEventLog(_Repository, EventLog):
             ),
         )
         ids: list[int] = []
+        driver = _one_hop_driver(conn) if commit and not postgres else None
         for low in range(0, len(values), per_statement):
             page = values[low : low + per_statement]
             sql = _insert_events_sql(dialect, len(page))
+            params = tuple(v for row in page for v in row)
+            final = driver is not None and low + per_statement >= len(values)
+            if final and driver is not None:
+                driver.commit_with_next_statement()
             try:
-                result = await conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
+                result = await conn.exec_driver_sql(sql, params)
             except IntegrityError as exc:
                 raise AlreadyExists(str(exc.orig)) from exc
+            finally:
+                if final and driver is not None:
+                    driver.commit_next = False  # never left armed for another statement
             # RETURNING does not promise to list the rows in the order given, but one
             # multi-row INSERT takes its rows in order and the id sequence gives each a larger
             # id than the one before (on PostgreSQL under the advisory lock above, on SQLite
@@ -1148,6 +1163,15 @@ class SqlEventLog(_Repository, EventLog):
     async def set_cursor(self, consumer: str, event_id: int) -> None:
         stmt = _cursor_upsert_statement(self._dialect)
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
+
+
+def _one_hop_driver(conn: AsyncConnection) -> OneHopConnection | None:
+    """The ``OneHopConnection`` under this connection (checked out already: no I/O), if any."""
+    sync = conn.sync_connection
+    if sync is None or sync.closed or sync.invalidated:
+        return None
+    driver = sync.connection.driver_connection
+    return driver if isinstance(driver, OneHopConnection) else None
 
 
 #: The columns ``SqlEventLog.write_staged`` writes (``id`` is the database's).
