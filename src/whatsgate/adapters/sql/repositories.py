@@ -100,12 +100,16 @@ def _sessions_sql(dialect: Dialect, count: int) -> str:
     )
 
 
-@functools.cache
-def _wa_ids_of_sessions() -> Select[Any]:
-    c = tables.messages.c
-    return select(c.session_id, c.wa_id).where(
-        c.session_id.in_(bindparam("sessions", expanding=True)),
-        c.wa_id.in_(bindparam("wa_ids", expanding=True)),
+@functools.lru_cache(maxsize=256)
+def _wa_ids_of_sessions_sql(dialect: Dialect, sessions: int, wa_ids: int) -> str:
+    """The text of ``SqlMessages.existing_wa_ids_of_sessions``: the session ids, then the
+    WhatsApp ids, as parameters."""
+    q = dialect.identifier_preparer
+    session_id, wa_id = q.quote("session_id"), q.quote("wa_id")
+    return (
+        f"SELECT {session_id}, {wa_id} FROM {q.format_table(tables.messages)}"
+        f" WHERE {session_id} IN ({_marks(dialect, 1, sessions)})"
+        f" AND {wa_id} IN ({_marks(dialect, sessions + 1, wa_ids)})"
     )
 
 
@@ -891,13 +895,20 @@ class SqlMessages(_Repository, MessageRepository):
     async def existing_wa_ids_of_sessions(
         self, session_ids: Sequence[str], wa_ids: Sequence[str]
     ) -> set[tuple[str, str]]:
+        """One ``SELECT`` per ``IN_CHUNK`` ids, in prepared text (see ``_driver_rows``)."""
         if not session_ids or not wa_ids:
             return set()
-        found = await self._conn.execute(
-            _wa_ids_of_sessions(),
-            {"sessions": sorted(set(session_ids)), "wa_ids": sorted(set(wa_ids))},
-        )
-        return {(session_id, wa_id) for session_id, wa_id in found}
+        conn = self._conn
+        dialect = conn.dialect
+        sessions = sorted(set(session_ids))
+        distinct = sorted(set(wa_ids))
+        found: set[tuple[str, str]] = set()
+        for low in range(0, len(distinct), IN_CHUNK):
+            chunk = distinct[low : low + IN_CHUNK]
+            sql = _wa_ids_of_sessions_sql(dialect, len(sessions), len(chunk))
+            rows = await _driver_rows(conn, sql, (*sessions, *chunk))
+            found.update((session_id, wa_id) for session_id, wa_id in rows)
+        return found
 
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
