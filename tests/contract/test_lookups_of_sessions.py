@@ -100,3 +100,18 @@ async def test_existing_wa_ids_of_sessions_says_which_session_has_which(backend:
         (second.session_id, "SAME"),
         (second.session_id, "W2"),
     }
+
+
+async def test_existing_wa_ids_of_sessions_beyond_one_page_of_ids(backend: Backend) -> None:
+    first, second, _ = await worlds(backend)
+    stored = [message(first, "c1", f"A{i:04d}", at(i)) for i in range(0, 900, 2)]
+    stored += [message(second, "c2", f"A{i:04d}", at(i)) for i in range(1, 900, 6)]
+    async with backend.uow() as uow:
+        await uow.messages.add_new(stored)
+        await uow.commit()
+    asked = [f"A{i:04d}" for i in range(900)]  # more than one IN list's worth
+    async with backend.uow() as uow:
+        found = await uow.messages.existing_wa_ids_of_sessions(
+            [first.session_id, second.session_id], asked
+        )
+    assert found == {(m.session_id, m.wa_id) for m in stored}

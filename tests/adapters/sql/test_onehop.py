@@ -62,3 +62,45 @@ async def test_each_statement_is_one_round_trip_and_answers_as_before(
                 await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
     finally:
         await engine.dispose()
+
+
+async def test_a_statement_armed_to_commit_commits_in_its_own_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[str] = []
+    hand_over = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", "?"))
+        return await hand_over(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
+            await connection.commit()
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(raw, OneHopConnection)
+            await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'one')"))
+            raw.commit_with_next_statement()
+            trips.clear()
+            returned = await connection.execute(
+                text("INSERT INTO t (b) VALUES ('two') RETURNING a")
+            )
+            assert returned.scalar_one() == 2
+            assert not raw.commit_next
+            await connection.commit()  # nothing left to commit: no round trip
+            assert trips == ["_call"]
+            # Armed, a failing statement commits nothing (and rolls back as before).
+            await connection.execute(text("INSERT INTO t (a, b) VALUES (3, 'three')"))
+            raw.commit_with_next_statement()
+            with pytest.raises(IntegrityError):
+                await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
+            assert not raw.commit_next
+            await connection.rollback()
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
+            assert [tuple(r) for r in rows] == [(1, "one"), (2, "two")]
+    finally:
+        await engine.dispose()

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from whatsgate.domain import session as session_module
 from whatsgate.domain.errors import InvalidInput, InvalidSessionTransition
 from whatsgate.domain.jid import Jid
-from whatsgate.domain.session import Session, SessionStatus
+from whatsgate.domain.session import Session, SessionStatus, iso
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -60,3 +61,19 @@ def test_names_are_validated() -> None:
         Session(organization_id="o", owner_id="u", name=" ", created_at=NOW)
     with pytest.raises(InvalidInput):
         new_session().rename("x" * 101)
+
+
+def test_iso_formats_every_time_as_the_api_does_memo_or_not() -> None:
+    utc = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
+    assert iso(None) is None
+    for _ in range(2):  # formatted, then answered from the memo
+        assert iso(utc) == "2026-03-04T05:06:07.000890Z"
+        assert iso(datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)) == "2026-03-04T05:06:07Z"
+        assert (
+            iso(utc.astimezone(timezone(timedelta(hours=-3)))) == "2026-03-04T02:06:07.000890-03:00"
+        )
+        assert iso(datetime(2026, 3, 4, 5, 6, 7)) == "2026-03-04T05:06:07"
+    # Many distinct times: the memo stays bounded and each is still its own text.
+    times = [utc + timedelta(seconds=i) for i in range(3 * session_module._ISO_MEMO_SIZE)]
+    assert [iso(t) for t in times] == [t.isoformat().replace("+00:00", "Z") for t in times]
+    assert len(session_module._ISO_MEMO) <= session_module._ISO_MEMO_SIZE

@@ -149,6 +149,63 @@ def to_session(row: Row[Any]) -> Session:
     )
 
 
+#: The columns of ``session_of``, in ``session_row``'s order.
+SESSION_COLUMNS = (
+    "id",
+    "organization_id",
+    "owner_id",
+    "name",
+    "created_at",
+    "status",
+    "status_reason",
+    "status_changed_at",
+    "jid",
+    "lid",
+    "push_name",
+    "qr",
+    "qr_expires_at",
+    "awaiting_scan_since",
+    "paired_at",
+    "last_connected_at",
+    "banned_until",
+    "desired_running",
+    "shared_with",
+)
+
+
+def session_of(
+    values: Sequence[Any],
+    time: Callable[[Any], datetime],
+    jid: Callable[[str], Jid],
+    json: Callable[[Any], list[Any]],
+) -> Session:
+    """A session from a row of ``SESSION_COLUMNS`` as the driver returns it (see
+    ``contact_of``): for the sessions of every live group (``SqlSessions.get_many``)."""
+    (id_, org, owner, name, ca, status, reason, changed, jid_text, lid, push, qr) = values[:12]
+    qr_expires, scan_since, paired, connected, banned, running, shared = values[12:]
+    return Session(
+        id=id_,
+        organization_id=org,
+        owner_id=owner,
+        name=name,
+        created_at=time(ca),
+        status=SessionStatus(status),
+        status_reason=reason,
+        status_changed_at=None if changed is None else time(changed),
+        jid=None if jid_text is None else jid(jid_text),
+        lid=None if lid is None else jid(lid),
+        push_name=push,
+        qr=qr,
+        qr_expires_at=None if qr_expires is None else time(qr_expires),
+        awaiting_scan_since=None if scan_since is None else time(scan_since),
+        paired_at=None if paired is None else time(paired),
+        last_connected_at=None if connected is None else time(connected),
+        banned_until=None if banned is None else time(banned),
+        desired_running=bool(running),
+        shared_with=frozenset(json(shared)),
+    )
+
+
 def contact_row(c: Contact) -> Values:
     return {
         "id": c.id,

@@ -40,7 +40,12 @@ class OneHopCursor:
         return None
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Self:
-        outcome = await self._connection.run(_execute, sql, parameters)
+        connection = self._connection
+        run = _execute
+        if connection.commit_next:
+            connection.commit_next = False
+            run = _execute_then_commit
+        outcome = await connection.run(run, sql, parameters)
         self.description, self._rows, self.rowcount, self.lastrowid = outcome
         return self
 
@@ -82,6 +87,12 @@ def _execute(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outc
         cursor.close()
 
 
+def _execute_then_commit(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
+    outcome = _execute(connection, sql, parameters)
+    connection.commit()
+    return outcome
+
+
 def _executemany(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
     cursor = connection.cursor()
     try:
@@ -102,6 +113,15 @@ class OneHopConnection(aiosqlite.Connection):
         connection = cls(partial(sqlite3.connect, database, **kwargs), iter_chunk_size=64)
         connection._thread.daemon = True  # as SQLAlchemy does: never hold the process open
         return connection
+
+    #: Set by ``commit_with_next_statement``.
+    commit_next = False
+
+    def commit_with_next_statement(self) -> None:
+        """The next statement (``execute``) commits too, in the same round trip, if it
+        succeeds: the unit of work's last write and its commit go together (the
+        connection's own ``commit`` then finds nothing to do)."""
+        self.commit_next = True
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)

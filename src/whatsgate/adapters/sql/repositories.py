@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Executable,
-    Insert,
     Integer,
     Result,
     Select,
@@ -39,6 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from whatsgate.adapters.sql import mapping, tables, types
+from whatsgate.adapters.sql.onehop import OneHopConnection
+from whatsgate.adapters.sql.types import json_text
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
 from whatsgate.domain.errors import AlreadyExists
@@ -88,18 +89,27 @@ def _chunks(values: Sequence[Jid]) -> list[list[Jid]]:
 # twentieth of the ingest server's CPU for a few hundred addresses per group.
 
 
-@functools.cache
-def _sessions_by_id() -> Select[Any]:
-    t = tables.sessions
-    return select(t).where(t.c.id.in_(bindparam("ids", expanding=True))).order_by(t.c.id)
+@functools.lru_cache(maxsize=64)
+def _sessions_sql(dialect: Dialect, count: int) -> str:
+    """The text of ``SqlSessions.get_many``'s look-up of ``count`` ids, ordered by id."""
+    q = dialect.identifier_preparer
+    columns = ", ".join(q.quote(name) for name in mapping.SESSION_COLUMNS)
+    return (
+        f"SELECT {columns} FROM {q.format_table(tables.sessions)}"
+        f" WHERE {q.quote('id')} IN ({_marks(dialect, 1, count)}) ORDER BY {q.quote('id')}"
+    )
 
 
-@functools.cache
-def _wa_ids_of_sessions() -> Select[Any]:
-    c = tables.messages.c
-    return select(c.session_id, c.wa_id).where(
-        c.session_id.in_(bindparam("sessions", expanding=True)),
-        c.wa_id.in_(bindparam("wa_ids", expanding=True)),
+@functools.lru_cache(maxsize=256)
+def _wa_ids_of_sessions_sql(dialect: Dialect, sessions: int, wa_ids: int) -> str:
+    """The text of ``SqlMessages.existing_wa_ids_of_sessions``: the session ids, then the
+    WhatsApp ids, as parameters."""
+    q = dialect.identifier_preparer
+    session_id, wa_id = q.quote("session_id"), q.quote("wa_id")
+    return (
+        f"SELECT {session_id}, {wa_id} FROM {q.format_table(tables.messages)}"
+        f" WHERE {session_id} IN ({_marks(dialect, 1, sessions)})"
+        f" AND {wa_id} IN ({_marks(dialect, sessions + 1, wa_ids)})"
     )
 
 
@@ -270,10 +280,21 @@ class SqlSessions(_Repository, SessionRepository):
         return mapping.to_session(row) if row else None
 
     async def get_many(self, session_ids: Sequence[str]) -> list[Session]:
+        """By id, in prepared text with the driver's values converted by hand
+        (``mapping.session_of``): every live group reads its sessions, and SQLAlchemy's
+        per-row, per-column result processing cost more than the read."""
         if not session_ids:
             return []
-        rows = await self._conn.execute(_sessions_by_id(), {"ids": sorted(set(session_ids))})
-        return [mapping.to_session(r) for r in rows]
+        conn = self._conn
+        dialect = conn.dialect
+        time = types.postgresql_time if dialect.name == "postgresql" else types.sqlite_time
+        ids = sorted(set(session_ids))
+        sessions: list[Session] = []
+        for low in range(0, len(ids), IN_CHUNK):
+            chunk = ids[low : low + IN_CHUNK]
+            rows = await _driver_rows(conn, _sessions_sql(dialect, len(chunk)), tuple(chunk))
+            sessions += (mapping.session_of(r, time, types.jid_of, types.json_list) for r in rows)
+        return sessions
 
     async def all(self, organization_id: str | None = None) -> list[Session]:
         stmt = select(self.t).order_by(self.t.c.id)
@@ -396,7 +417,7 @@ class _Prepared(_Repository):
             texts = [str(k) for k in chunk]
             sql = _lookup_sql(dialect, table, len(sessions), len(texts))
             params = (*sessions, *texts, *texts) if twice else (*sessions, *texts)
-            rows.update((row[0], row) for row in await conn.exec_driver_sql(sql, params))
+            rows.update((row[0], row) for row in await _driver_rows(conn, sql, params))
         return [rows[key] for key in sorted(rows)]
 
     def _readers(
@@ -906,13 +927,20 @@ class SqlMessages(_Repository, MessageRepository):
     async def existing_wa_ids_of_sessions(
         self, session_ids: Sequence[str], wa_ids: Sequence[str]
     ) -> set[tuple[str, str]]:
+        """One ``SELECT`` per ``IN_CHUNK`` ids, in prepared text (see ``_driver_rows``)."""
         if not session_ids or not wa_ids:
             return set()
-        found = await self._conn.execute(
-            _wa_ids_of_sessions(),
-            {"sessions": sorted(set(session_ids)), "wa_ids": sorted(set(wa_ids))},
-        )
-        return {(session_id, wa_id) for session_id, wa_id in found}
+        conn = self._conn
+        dialect = conn.dialect
+        sessions = sorted(set(session_ids))
+        distinct = sorted(set(wa_ids))
+        found: set[tuple[str, str]] = set()
+        for low in range(0, len(distinct), IN_CHUNK):
+            chunk = distinct[low : low + IN_CHUNK]
+            sql = _wa_ids_of_sessions_sql(dialect, len(sessions), len(chunk))
+            rows = await _driver_rows(conn, sql, (*sessions, *chunk))
+            found.update((session_id, wa_id) for session_id, wa_id in rows)
+        return found
 
     async def list_for_conversation(
         self, conversation_id: str, *, before: str | None = None, limit: int = 50
@@ -1088,9 +1116,15 @@ class SqlEventLog(_Repository, EventLog):
     def add(self, *events: DomainEvent) -> None:
         self.staged.extend(events)
 
-    async def write_staged(self) -> list[StoredEvent]:
+    async def write_staged(self, *, commit: bool = False) -> list[StoredEvent]:
         """Insert the staged events in one statement; returns them as stored, with the ids the
         database assigned, oldest first (the unit of work hands them to ``on_commit``).
+
+        ``commit``: the caller commits right after (``SqlUnitOfWork.commit``). On SQLite the
+        last statement and the commit then go to the driver's thread together, one round trip
+        instead of two (the connection's own commit finds nothing left to do): under load
+        each round trip waits for a core (bench/ingest_socketio.py). When no event is staged
+        nothing is committed here.
 
         On PostgreSQL an advisory lock held to the end of the transaction makes ids become
         visible in the order they are assigned, so a reader of ``after(id)`` never skips an
@@ -1098,39 +1132,67 @@ class SqlEventLog(_Repository, EventLog):
         """
         if not self.staged:
             return []
-        rows: list[dict[str, Any]] = [
-            {
-                "name": e.name,
-                "organization_id": e.organization_id,
-                "session_id": e.session_id,
-                "occurred_at": _utc(e.occurred_at),
-                "data": e.payload(),
-                "assignee_id": e.assignee_id,
-            }
-            for e in self.staged
-        ]
-        if self._dialect == "postgresql":
-            await self._execute(select(func.pg_advisory_xact_lock(EVENT_LOG_LOCK)))
-            ids = [int(row[0]) for row in await self._execute(_event_insert_statement(), rows)]
-        else:
-            # SQLite's RETURNING does not promise to list the rows in the order given (asked
-            # to, SQLAlchemy would insert them one at a time), but one multi-row INSERT takes
-            # its rows in order and AUTOINCREMENT gives each a larger id than the one before:
-            # sorted, the ids returned are the rows' ids in order.
-            result = await self._execute(_event_insert_statement(ordered=False), rows)
-            ids = sorted(int(row[0]) for row in result)
+        conn = self._conn
+        dialect = conn.dialect
+        postgres = dialect.name == "postgresql"
+        time = types.as_utc if postgres else types.sqlite_text
+        # The events of a unit of work mostly share one time (the clock's reading).
+        last: tuple[datetime | None, datetime, Any] = (None, datetime.min, None)
+        events: list[tuple[DomainEvent, datetime, dict[str, Any]]] = []
+        values: list[tuple[Any, ...]] = []
+        for e in self.staged:
+            at = e.occurred_at
+            if at is not last[0]:
+                last = (at, _utc(at), time(at))
+            data = e.payload()
+            events.append((e, last[1], data))
+            values.append(
+                (e.name, e.organization_id, e.session_id, last[2], json_text(data), e.assignee_id)
+            )
+        await self._uow.before_write()
+        if postgres:
+            await conn.exec_driver_sql("SELECT pg_advisory_xact_lock($1)", (EVENT_LOG_LOCK,))
+        per_statement = max(
+            1,
+            min(
+                dialect.insertmanyvalues_page_size,
+                dialect.insertmanyvalues_max_parameters // len(_EVENT_COLUMNS),
+            ),
+        )
+        ids: list[int] = []
+        driver = _one_hop_driver(conn) if commit and not postgres else None
+        for low in range(0, len(values), per_statement):
+            page = values[low : low + per_statement]
+            sql = _insert_events_sql(dialect, len(page))
+            params = tuple(v for row in page for v in row)
+            final = driver is not None and low + per_statement >= len(values)
+            if final and driver is not None:
+                driver.commit_with_next_statement()
+            try:
+                result = await conn.exec_driver_sql(sql, params)
+            except IntegrityError as exc:
+                raise AlreadyExists(str(exc.orig)) from exc
+            finally:
+                if final and driver is not None:
+                    driver.commit_next = False  # never left armed for another statement
+            # RETURNING does not promise to list the rows in the order given, but one
+            # multi-row INSERT takes its rows in order and the id sequence gives each a larger
+            # id than the one before (on PostgreSQL under the advisory lock above, on SQLite
+            # by AUTOINCREMENT): sorted, the ids returned are the rows' ids in order, and a
+            # later page's ids are all larger than an earlier one's.
+            ids += sorted(int(i) for i in result.scalars().all())
         self.staged.clear()
         return [
             StoredEvent(
                 id=event_id,
-                name=row["name"],
-                organization_id=row["organization_id"],
-                session_id=row["session_id"],
-                occurred_at=row["occurred_at"],
-                data=row["data"],
-                assignee_id=row["assignee_id"],
+                name=e.name,
+                organization_id=e.organization_id,
+                session_id=e.session_id,
+                occurred_at=utc,
+                data=data,
+                assignee_id=e.assignee_id,
             )
-            for event_id, row in zip(ids, rows, strict=True)
+            for event_id, (e, utc, data) in zip(ids, events, strict=True)
         ]
 
     async def after(
@@ -1165,13 +1227,46 @@ class SqlEventLog(_Repository, EventLog):
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
 
 
-@functools.cache
-def _event_insert_statement(*, ordered: bool = True) -> Insert:
-    """The events' ``INSERT … RETURNING id`` (SQLAlchemy's "insertmanyvalues": one multi-row
-    statement per page of rows), built once; ``ordered``: the ids listed in the order of the
-    rows given."""
-    events = tables.events
-    return events.insert().returning(events.c.id, sort_by_parameter_order=ordered)
+def _one_hop_driver(conn: AsyncConnection) -> OneHopConnection | None:
+    """The ``OneHopConnection`` under this connection (checked out already: no I/O), if any."""
+    sync = conn.sync_connection
+    if sync is None or sync.closed or sync.invalidated:
+        return None
+    driver = sync.connection.driver_connection
+    return driver if isinstance(driver, OneHopConnection) else None
+
+
+async def _driver_rows(conn: AsyncConnection, sql: str, params: tuple[Any, ...]) -> Any:
+    """The rows of a prepared read (text in the dialect's placeholders, driver values), as
+    the driver returns them. On SQLite straight to ``OneHopConnection`` (one call to its
+    thread): SQLAlchemy's own work per text statement, above all the result metadata it
+    builds from the cursor's description each time, was ~70 µs, a tenth of a small live
+    group's CPU (bench/ingest_socketio.py)."""
+    driver = _one_hop_driver(conn) if conn.dialect.name == "sqlite" else None
+    if driver is None:
+        return await conn.exec_driver_sql(sql, params)
+    return await driver.execute_fetchall(sql, params)
+
+
+#: The columns ``SqlEventLog.write_staged`` writes (``id`` is the database's).
+_EVENT_COLUMNS = ("name", "organization_id", "session_id", "occurred_at", "data", "assignee_id")
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_events_sql(dialect: Dialect, rows: int) -> str:
+    """The text of the event log's ``INSERT … RETURNING id`` of ``rows`` rows of prepared
+    values (name, organization, session, the time as the driver takes it, the payload's JSON
+    text, assignee), in the dialect's placeholders: SQLAlchemy's insertmanyvalues and the
+    per-row bind processing of the JSON and time columns were a tenth of a live group's
+    commit (bench/live_ingest.py). A test holds the rows to the Core path."""
+    q = dialect.identifier_preparer
+    width = len(_EVENT_COLUMNS)
+    values = ", ".join(f"({_marks(dialect, row * width + 1, width)})" for row in range(rows))
+    columns = ", ".join(q.quote(name) for name in _EVENT_COLUMNS)
+    return (
+        f"INSERT INTO {q.format_table(tables.events)} ({columns}) VALUES {values}"
+        f" RETURNING {q.quote('id')}"
+    )
 
 
 def _utc(value: datetime) -> datetime:

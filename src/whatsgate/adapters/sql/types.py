@@ -92,6 +92,17 @@ def json_object(value: Any) -> dict[str, Any]:
     return decoded
 
 
+def json_list(value: Any) -> list[Any]:
+    """A JSON array column as the driver returns it (SQLite: its text; asyncpg: already
+    decoded), as the ``JSON`` type reads it."""
+    if isinstance(value, list):
+        return value
+    if value == "[]":
+        return []
+    decoded: list[Any] = json.loads(value)
+    return decoded
+
+
 class JidType(TypeDecorator[Jid]):
     """A ``Jid`` stored as its text form, ``user@server``."""
 

@@ -92,7 +92,9 @@ class SqlUnitOfWork(UnitOfWork):
             await connection.close()
 
     async def commit(self) -> None:
-        stored = await self.events.write_staged()
+        # On SQLite the events' insert commits too, in the same round trip to the driver's
+        # thread; this commit then only ends SQLAlchemy's transaction.
+        stored = await self.events.write_staged(commit=True)
         await self.connection.commit()
         self._end_write()  # on failure, the rollback that follows gives it back
         if stored and self.on_commit is not None:
