@@ -402,20 +402,28 @@ class Realtime(containers.DeclarativeContainer):
     webhook_worker = providers.Singleton(
         WebhookDeliveryWorker, storage.uow, webhook_sender, core.clock, webhook_settings
     )
+    webhook_publisher = providers.Singleton(
+        WebhookPublisher, storage.uow, core.clock, webhook_worker.provided.wake
+    )
     publishers = providers.Dict(
         socketio=providers.Singleton(SocketIOPublisher, socketio_server.provided.sio),
-        webhooks=providers.Singleton(
-            WebhookPublisher, storage.uow, core.clock, webhook_worker.provided.wake
-        ),
+        webhooks=webhook_publisher,
     )
     event_dispatcher = providers.Singleton(EventDispatcher, storage.uow, publishers, core.clock)
 
     # webhook management
-    create_webhook = providers.Singleton(CreateWebhook, storage.uow, core.clock, webhook_settings)
+    # (each tells the publisher which organization's webhooks it changed)
+    create_webhook = providers.Singleton(
+        CreateWebhook, storage.uow, core.clock, webhook_settings, webhook_publisher.provided.forget
+    )
     list_webhooks = providers.Singleton(ListWebhooks, storage.uow)
     get_webhook = providers.Singleton(GetWebhook, storage.uow)
-    delete_webhook = providers.Singleton(DeleteWebhook, storage.uow)
-    rotate_webhook_secret = providers.Singleton(RotateWebhookSecret, storage.uow)
+    delete_webhook = providers.Singleton(
+        DeleteWebhook, storage.uow, webhook_publisher.provided.forget
+    )
+    rotate_webhook_secret = providers.Singleton(
+        RotateWebhookSecret, storage.uow, webhook_publisher.provided.forget
+    )
     list_deliveries = providers.Singleton(ListDeliveries, storage.uow)
     replay_delivery = providers.Singleton(
         ReplayDelivery, storage.uow, core.clock, webhook_worker.provided.wake

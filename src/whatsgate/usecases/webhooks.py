@@ -61,6 +61,11 @@ class WebhookSettings:
     poll_interval: float = 30.0
 
 
+#: Told the organization whose webhooks a use case just changed (committed): the container
+#: wires ``WebhookPublisher.forget`` so the very next event sees the change.
+WebhooksChanged = Callable[[str], None]
+
+
 def _require_admin(actor: Principal) -> None:
     if not actor.is_admin:
         raise PermissionDenied("Only an admin of the organization manages webhooks.")
@@ -106,10 +111,17 @@ class CreateWebhook:
       ``X-Whatsgate-Signature``.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, settings: WebhookSettings) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        settings: WebhookSettings,
+        changed: WebhooksChanged | None = None,
+    ) -> None:
         self.uow = uow
         self.clock = clock
         self.settings = settings
+        self.changed = changed
 
     async def __call__(self, command: CreateWebhookCommand) -> Webhook:
         actor = command.actor
@@ -130,6 +142,8 @@ class CreateWebhook:
                     raise SessionNotFound(session_id=command.session_id)
             await uow.webhooks.add(webhook)
             await uow.commit()
+        if self.changed is not None:
+            self.changed(webhook.organization_id)
         log.info("webhook %s: created for %s", webhook.id, webhook.url)
         return webhook
 
@@ -173,8 +187,9 @@ class DeleteWebhook:
     """Remove a webhook with its deliveries and their log (admins only). Nothing more is
     delivered to it, not even deliveries already due."""
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, changed: WebhooksChanged | None = None) -> None:
         self.uow = uow
+        self.changed = changed
 
     async def __call__(self, command: WebhookCommand) -> None:
         _require_admin(command.actor)
@@ -182,6 +197,8 @@ class DeleteWebhook:
             await _load(uow, command.actor, command.webhook_id)
             await uow.webhooks.delete(command.webhook_id)
             await uow.commit()
+        if self.changed is not None:
+            self.changed(command.actor.organization_id)
         log.info("webhook %s: deleted", command.webhook_id)
 
 
@@ -201,8 +218,9 @@ class RotateWebhookSecret:
       receiver has the new secret; a later rotation without it drops the old one.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, changed: WebhooksChanged | None = None) -> None:
         self.uow = uow
+        self.changed = changed
 
     async def __call__(self, command: RotateSecretCommand) -> Webhook:
         _require_admin(command.actor)
@@ -213,6 +231,8 @@ class RotateWebhookSecret:
                 webhook.finish_rotation()
             await uow.webhooks.save(webhook)
             await uow.commit()
+        if self.changed is not None:
+            self.changed(webhook.organization_id)
         return webhook
 
 
@@ -307,7 +327,19 @@ class ReplayDelivery:
 class WebhookPublisher(EventPublisher):
     """Records one delivery per webhook that wants the event (same organization, its
     session or every session, its event names or all). Publishing an event twice creates no
-    second delivery. Wakes the delivery worker when it created any."""
+    second delivery. Wakes the delivery worker when it created any.
+
+    - It keeps each organization's webhooks in memory: an event that none of them wants
+      opens no unit of work (most events of most organizations).
+    - A change made through this process's use cases (they call ``forget``) is seen by the
+      very next event; one made by another process is seen within ``refresh`` (1 s), when
+      the organization's webhooks are read again.
+    - An event some webhook wants reads them again in the unit of work that records its
+      deliveries, so deliveries go only to webhooks stored at that moment.
+    """
+
+    #: How long an organization's webhooks read from the store are trusted.
+    refresh = timedelta(seconds=1)
 
     def __init__(
         self,
@@ -318,12 +350,33 @@ class WebhookPublisher(EventPublisher):
         self.uow = uow
         self.clock = clock
         self.wake = wake
+        #: organization id -> (read at, its webhooks)
+        self._webhooks: dict[str, tuple[datetime, list[Webhook]]] = {}
+        #: Bumped by ``forget``: a read that overlapped a change is not kept.
+        self._generation = 0
+
+    def forget(self, organization_id: str) -> None:
+        """The organization's webhooks changed: read them again for its next event."""
+        self._webhooks.pop(organization_id, None)
+        self._generation += 1
 
     async def publish(self, event: StoredEvent) -> None:
+        organization_id = event.organization_id
+        now = self.clock.now()
+        known = self._webhooks.get(organization_id)
+        if (
+            known is not None
+            and timedelta(0) <= now - known[0] < self.refresh
+            and not any(webhook.wants(event) for webhook in known[1])
+        ):
+            return
         created = 0
+        generation = self._generation
         async with self.uow() as uow:
-            now = self.clock.now()
-            for webhook in await uow.webhooks.for_organization(event.organization_id):
+            webhooks = await uow.webhooks.for_organization(organization_id)
+            if generation == self._generation:
+                self._webhooks[organization_id] = (now, webhooks)
+            for webhook in webhooks:
                 if webhook.wants(event):
                     delivery = WebhookDelivery.new(webhook.id, event.id, now)
                     created += await uow.webhooks.add_delivery(delivery)

@@ -49,18 +49,25 @@ class Hooks:
     clock: FakeClock = field(default_factory=FakeClock)
     sender: FakeWebhookSender = field(default_factory=FakeWebhookSender)
     settings: WebhookSettings = field(default_factory=WebhookSettings)
+    #: Units of work the publisher opened.
+    publisher_uows: int = 0
 
     def __post_init__(self) -> None:
         self.worker = WebhookDeliveryWorker(self.uow, self.sender, self.clock, self.settings)
-        self.publisher = WebhookPublisher(self.uow, self.clock, self.worker.wake)
-        self.create = CreateWebhook(self.uow, self.clock, self.settings)
+        self.publisher = WebhookPublisher(self.publisher_uow, self.clock, self.worker.wake)
+        changed = self.publisher.forget  # as the container wires them
+        self.create = CreateWebhook(self.uow, self.clock, self.settings, changed)
         self.list = ListWebhooks(self.uow)
-        self.delete = DeleteWebhook(self.uow)
+        self.delete = DeleteWebhook(self.uow, changed)
         self.deliveries = ListDeliveries(self.uow)
         self.replay = ReplayDelivery(self.uow, self.clock, self.worker.wake)
-        self.rotate = RotateWebhookSecret(self.uow)
+        self.rotate = RotateWebhookSecret(self.uow, changed)
 
     def uow(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self.store)
+
+    def publisher_uow(self) -> MemoryUnitOfWork:
+        self.publisher_uows += 1
         return MemoryUnitOfWork(self.store)
 
     async def organization(self, name: str) -> tuple[Principal, Principal, Session]:
@@ -405,3 +412,95 @@ async def test_a_claimed_delivery_whose_attempt_was_never_recorded_comes_back(
     [record] = await hooks.log(admin, webhook)
     assert record["status"] == "delivered"
     assert len(hooks.sender.requests) == 1
+
+
+# -- the publisher's memory of each organization's webhooks ----------------------------------
+
+
+async def test_webhooks_changed_through_the_use_cases_reach_the_very_next_event(
+    hooks: Hooks,
+) -> None:
+    admin, _, session = await hooks.organization("Acme")
+    await hooks.event(session)  # the publisher now knows Acme has no webhook
+    assert hooks.store.deliveries == {}
+
+    webhook = await hooks.create(CreateWebhookCommand(actor=admin, url=URL, secret=SECRET))
+    first = await hooks.event(session)  # same instant: no refresh would have seen it
+    assert [r["event_id"] for r in await hooks.log(admin, webhook)] == [str(first.id)]
+
+    new_secret = "another-webhook-secret-1234"
+    await hooks.rotate(
+        RotateSecretCommand(
+            actor=admin, webhook_id=webhook.id, secret=new_secret, keep_previous=False
+        )
+    )
+    await hooks.event(session)
+    await hooks.worker.run_once()
+    last = hooks.sender.requests[-1]
+    assert verify_signature(
+        last.headers["X-Whatsgate-Signature"],
+        last.body,
+        new_secret,
+        now=hooks.clock.now().timestamp(),
+    )
+    assert len(await hooks.log(admin, webhook)) == 2
+
+    await hooks.delete(WebhookCommand(actor=admin, webhook_id=webhook.id))
+    await hooks.event(session)
+    assert hooks.store.deliveries == {}
+    opened = hooks.publisher_uows
+    await hooks.event(session)
+    assert hooks.publisher_uows == opened  # known again: no webhook, no unit of work
+
+
+async def test_a_webhook_stored_by_another_process_is_seen_within_a_second(
+    hooks: Hooks,
+) -> None:
+    admin, _, session = await hooks.organization("Acme")
+    await hooks.event(session)
+    webhook = Webhook(organization_id=admin.organization_id, url=URL, created_at=hooks.clock.now())
+    async with hooks.uow() as uow:  # behind the publisher's back
+        await uow.webhooks.add(webhook)
+        await uow.commit()
+
+    await hooks.clock.advance(0.9)
+    await hooks.event(session)  # within the window: not seen yet
+    assert hooks.store.deliveries == {}
+
+    await hooks.clock.advance(0.1)
+    event = await hooks.event(session)  # a second after the last read: read again
+    assert [d.event_id for d in hooks.store.deliveries.values()] == [event.id]
+    assert {d.webhook_id for d in hooks.store.deliveries.values()} == {webhook.id}
+
+
+async def test_a_webhook_removed_by_another_process_gets_no_delivery(hooks: Hooks) -> None:
+    admin, _, session = await hooks.organization("Acme")
+    webhook = await hooks.create(CreateWebhookCommand(actor=admin, url=URL))
+    await hooks.event(session)
+    assert len(hooks.store.deliveries) == 1
+    async with hooks.uow() as uow:  # behind the publisher's back, which still knows it
+        await uow.webhooks.delete(webhook.id)
+        await uow.commit()
+    await hooks.event(session)  # read again before recording: nothing recorded
+    assert hooks.store.deliveries == {}
+
+
+async def test_no_unit_of_work_for_an_event_no_webhook_wants(hooks: Hooks) -> None:
+    admin, _, session = await hooks.organization("Acme")
+    _, _, quiet_session = await hooks.organization("Quiet")
+    await hooks.create(CreateWebhookCommand(actor=admin, url=URL, events=["message.new"]))
+
+    await hooks.event(quiet_session)
+    await hooks.event(session)
+    assert hooks.publisher_uows == 2  # one read per organization
+    for _ in range(20):
+        await hooks.event(quiet_session)  # an organization without webhooks
+        await hooks.event(session)  # a webhook, but not for contacts.synced
+    assert hooks.publisher_uows == 2
+    assert hooks.store.deliveries == {}
+
+    await hooks.create(CreateWebhookCommand(actor=admin, url=URL + "/all"))
+    await hooks.event(session)
+    await hooks.event(session)
+    assert hooks.publisher_uows == 4  # a wanted event records its delivery in one
+    assert len(hooks.store.deliveries) == 2

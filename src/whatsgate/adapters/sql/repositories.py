@@ -1307,17 +1307,31 @@ class SqlWebhooks(_Repository, WebhookRepository):
         await self._execute(delete(self.d).where(self.d.c.webhook_id == webhook_id))
         await self._execute(delete(self.t).where(self.t.c.id == webhook_id))
 
+    # Built once (a bound parameter): the webhook publisher reads it for events some webhook
+    # wants, and rebuilding it (with its cache key) per call cost more CPU than the read.
+    _of_organization = (
+        select(t).where(t.c.organization_id == bindparam("organization_id")).order_by(t.c.id)
+    )
+
     async def for_organization(self, organization_id: str) -> list[Webhook]:
-        c = self.t.c
-        stmt = select(self.t).where(c.organization_id == organization_id).order_by(c.id)
-        return [mapping.to_webhook(r) for r in await self._all(stmt)]
+        rows = await self._all_with(self._of_organization, {"organization_id": organization_id})
+        return [mapping.to_webhook(r) for r in rows]
+
+    @staticmethod
+    @functools.cache
+    def _add_delivery_statement(dialect: str) -> Executable:
+        """``INSERT … ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING id``, built once
+        per dialect: building it per delivery cost a third of the publisher's CPU."""
+        d = tables.webhook_deliveries
+        insert = postgresql.insert(d) if dialect == "postgresql" else sqlite.insert(d)
+        return insert.on_conflict_do_nothing(
+            index_elements=[d.c.webhook_id, d.c.event_id]
+        ).returning(d.c.id)
 
     async def add_delivery(self, delivery: WebhookDelivery) -> bool:
-        insert = self._insert(self.d).on_conflict_do_nothing(
-            index_elements=[self.d.c.webhook_id, self.d.c.event_id]
-        )
-        stmt = insert.values(**mapping.delivery_row(delivery)).returning(self.d.c.id)
-        return (await self._execute(stmt)).first() is not None
+        stmt = self._add_delivery_statement(self._dialect)
+        result = await self._execute(stmt, [mapping.delivery_row(delivery)])
+        return result.first() is not None
 
     async def save_delivery(self, delivery: WebhookDelivery) -> None:
         await self._upsert(self.d, [mapping.delivery_row(delivery)])
