@@ -1,4 +1,5 @@
-"""Each benchmark still runs: ``main(quick=True)`` completes and reports positive figures.
+"""Each benchmark still runs: ``main(quick=True)`` completes and reports positive figures
+(scheduler waits may be 0).
 
 Speed is not asserted (CI machines vary); the figures of a quick run mean nothing. A
 benchmark whose measured path is not on this branch yet reports its reference only and the
@@ -46,7 +47,9 @@ def test_quick_run_reports_positive_figures(name: str, headline: str) -> None:
     assert metrics or skipped, "no metric reported"
     for metric, stat in metrics.items():
         assert stat["values"], metric
-        assert all(math.isfinite(v) and v > 0 for v in stat["values"]), (metric, stat)
+        # A wait for a core (``*_runq_wait_*``) is 0 when the machine had a core free.
+        floor_ok = (lambda v: v >= 0) if "_wait_" in metric else (lambda v: v > 0)
+        assert all(math.isfinite(v) and floor_ok(v) for v in stat["values"]), (metric, stat)
     written = json.loads((RESULTS_DIR / f"{name}.quick.json").read_text())
     assert written["metrics"].keys() == metrics.keys()
     if skipped:
