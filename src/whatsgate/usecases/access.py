@@ -37,6 +37,26 @@ async def visible_session(uow: UnitOfWork, principal: Principal, session_id: str
     return session
 
 
+async def visible_sender(
+    uow: UnitOfWork, principal: Principal, session_id: str, to: str
+) -> Session:
+    """The session a message to ``to`` may be sent from, read in the caller's unit of work:
+    one ``principal`` may see, or one where the conversation with ``to`` is assigned to them
+    (an attendant answers); the same errors as ``visible_session`` otherwise."""
+    try:
+        return await visible_session(uow, principal, session_id)
+    except PermissionDenied:
+        session = await uow.sessions.get(session_id)
+        conversation = None
+        if session is not None:
+            conversation = await uow.conversations.get_by_chat(session_id, Jid.parse(to))
+        if session is None or conversation is None:
+            raise
+        if conversation.assignee_id != principal.user_id:
+            raise
+        return session
+
+
 async def visible_conversation(
     uow: UnitOfWork, principal: Principal, conversation_id: str
 ) -> Conversation:
@@ -79,21 +99,9 @@ class Access:
         return session
 
     async def sender(self, principal: Principal, session_id: str, to: str) -> Session:
-        """The session a message to ``to`` may be sent from: one the principal may see, or
-        one where the conversation with ``to`` is assigned to them (an attendant answers)."""
-        try:
-            return await self.session(principal, session_id)
-        except PermissionDenied:
-            async with self.uow() as uow:
-                session = await uow.sessions.get(session_id)
-                conversation = None
-                if session is not None:
-                    conversation = await uow.conversations.get_by_chat(session_id, Jid.parse(to))
-            if session is None or conversation is None:
-                raise
-            if conversation.assignee_id != principal.user_id:
-                raise
-            return session
+        """The session a message to ``to`` may be sent from (``visible_sender``)."""
+        async with self.uow() as uow:
+            return await visible_sender(uow, principal, session_id, to)
 
     async def sessions(self, principal: Principal) -> list[Session]:
         async with self.uow() as uow:

@@ -18,7 +18,6 @@ from whatsgate.domain.errors import (
     InvalidMessage,
     InvalidPhoneNumber,
     MessageNotFound,
-    PermissionDenied,
     SessionNotConnected,
     SessionNotFound,
     SessionNotRunning,
@@ -44,7 +43,7 @@ from whatsgate.ports.engine import NumberCheck
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import contact_for, conversation_for
-from whatsgate.usecases.access import visible_session
+from whatsgate.usecases.access import visible_sender
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.outbox")
@@ -155,7 +154,7 @@ class SendMessage:
         async with self.uow() as uow:
             found = None
             if principal is not None:
-                found = await sender_session(uow, principal, command.session_id, command.to)
+                found = await visible_sender(uow, principal, command.session_id, command.to)
             kind = _check_shape(command)
             to = _recipient(command.to)
             if found is None:
@@ -246,26 +245,6 @@ class SendMessage:
             file_name=media.file_name,
             storage_key=key,
         )
-
-
-async def sender_session(
-    uow: UnitOfWork, principal: Principal, session_id: str, to: str
-) -> Session:
-    """``Access.sender`` inside a unit of work the caller holds: the session, if ``principal``
-    may see it, or if the conversation with ``to`` is assigned to them (an attendant answers);
-    the same errors otherwise."""
-    try:
-        return await visible_session(uow, principal, session_id)
-    except PermissionDenied:
-        session = await uow.sessions.get(session_id)
-        conversation = None
-        if session is not None:
-            conversation = await uow.conversations.get_by_chat(session_id, Jid.parse(to))
-        if session is None or conversation is None:
-            raise
-        if conversation.assignee_id != principal.user_id:
-            raise
-        return session
 
 
 def _check_shape(command: SendMessageCommand) -> MessageKind:

@@ -73,6 +73,13 @@ class OneHopCursor:
 _Outcome = tuple[Any, list[_Row], int, int | None]
 
 
+def _outcome(cursor: sqlite3.Cursor) -> _Outcome:
+    """What the cursor of a statement just run has to say, its rows fetched."""
+    description = cursor.description
+    rows = cursor.fetchall() if description else []
+    return description, rows, cursor.rowcount, cursor.lastrowid
+
+
 def _execute(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
     cursor = connection.cursor()
     try:
@@ -80,9 +87,7 @@ def _execute(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outc
             cursor.execute(sql)
         else:
             cursor.execute(sql, parameters)
-        description = cursor.description
-        rows = cursor.fetchall() if description else []
-        return description, rows, cursor.rowcount, cursor.lastrowid
+        return _outcome(cursor)
     finally:
         cursor.close()
 
@@ -97,9 +102,7 @@ def _executemany(connection: sqlite3.Connection, sql: str, parameters: Any) -> _
     cursor = connection.cursor()
     try:
         cursor.executemany(sql, parameters)
-        description = cursor.description
-        rows = cursor.fetchall() if description else []
-        return description, rows, cursor.rowcount, cursor.lastrowid
+        return _outcome(cursor)
     finally:
         cursor.close()
 

@@ -606,12 +606,7 @@ async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str,
     values = {**defaults, **params}
     for name, process in processors.items():
         values[name] = process(values[name])
-    sync = conn.sync_connection
-    if sync is not None and not sync.closed and not sync.invalidated:
-        raw = sync.connection  # checked out when the unit of work began: no I/O here
-    else:
-        raw = await conn.get_raw_connection()  # (a greenlet hop, ~9 us)
-    driver = raw.driver_connection
+    driver = _one_hop_driver(conn) or (await conn.get_raw_connection()).driver_connection
     assert driver is not None
     return await driver.execute_fetchall(sql, [values[n] for n in order])
 
