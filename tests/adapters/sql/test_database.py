@@ -15,9 +15,10 @@ from whatsgate.adapters.sql.database import (
     create_engine_for,
     sqlite_url,
 )
+from whatsgate.adapters.sql.onehop import OneHopConnection
 
 
-async def test_sqlite_connections_get_wal_foreign_keys_busy_timeout_normal_sync(
+async def test_sqlite_connections_get_wal_foreign_keys_normal_sync_and_no_waiting_on_the_loop(
     tmp_path: Path,
 ) -> None:
     engine = create_engine_for(sqlite_url(tmp_path / "data"))
@@ -29,8 +30,14 @@ async def test_sqlite_connections_get_wal_foreign_keys_busy_timeout_normal_sync(
 
             assert await pragma("journal_mode") == "wal"
             assert await pragma("foreign_keys") == 1
-            assert await pragma("busy_timeout") == BUSY_TIMEOUT_MS
+            # The connection does not wait for a lock (statements run on the event loop);
+            # its thread waits up to BUSY_TIMEOUT_MS for another process's writer.
+            assert await pragma("busy_timeout") == 0
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(raw, OneHopConnection)
+            assert raw.busy_timeout_ms == BUSY_TIMEOUT_MS
             assert await pragma("synchronous") == 1  # NORMAL
+            assert await pragma("wal_autocheckpoint") == 0  # WalCheckpointer does it
             folded = await connection.execute(text("SELECT wg_casefold('ÓTICA ß')"))
             assert folded.scalar_one() == "ótica ss"
     finally:

@@ -1,106 +1,247 @@
-"""SQLite statements take one round trip to the connection's thread (``onehop``)."""
+"""SQLite statements on the event loop when they cannot keep it waiting, else in one round
+trip to the connection's thread (``onehop``); WAL checkpoints off the commits."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from whatsgate.adapters.sql.database import create_engine_for
-from whatsgate.adapters.sql.onehop import OneHopConnection
+from whatsgate.adapters.sql.onehop import READ_BUDGET_STEPS, OneHopConnection
+
+#: A read of well over ``READ_BUDGET_STEPS`` SQLite steps (and its answer).
+LONG_READ = (
+    "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 200000)"
+    " SELECT count(*), thread() FROM r"
+)
 
 
-async def test_each_statement_is_one_round_trip_and_answers_as_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trips: list[str] = []
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The calls handed to a connection's thread, by function name."""
+    handed: list[str] = []
     hand_over = aiosqlite.Connection._execute
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(fn, "__name__", "?"))
+        name = getattr(fn, "__name__", "?")
+        if name == "_patiently":  # OneHopConnection.in_thread: name what it runs
+            name = args[1].__name__
+        handed.append(name)
         return await hand_over(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return handed
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
-    try:
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            assert isinstance(raw.driver_connection, OneHopConnection)
-            await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
-            trips.clear()
-            inserted = await connection.execute(
-                text("INSERT INTO t (a, b) VALUES (:a, :b)"),
-                [{"a": 1, "b": "one"}, {"a": 2, "b": "two"}, {"a": 3, "b": "three"}],
-            )
-            assert inserted.rowcount == 3
-            rows = (await connection.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
-            assert [tuple(r) for r in rows] == [(1, "one"), (2, "two"), (3, "three")]
-            returned = await connection.execute(
-                text("INSERT INTO t (b) VALUES ('four') RETURNING a")
-            )
-            assert returned.scalar_one() == 4
-            assert trips == ["_call", "_call", "_call"]  # one each, rows included
-            await connection.commit()
-            assert trips[3:] == ["commit"]
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
+    yield engine
+    await engine.dispose()
+
+
+async def driver_of(connection: AsyncConnection) -> OneHopConnection:
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(raw, OneHopConnection)
+    # ``thread()`` in SQL: the thread running the statement.
+    await raw.in_thread(_add_thread_function)
+    return raw
+
+
+def _add_thread_function(conn: sqlite3.Connection) -> None:
+    conn.create_function("thread", 0, threading.get_ident)
+
+
+async def test_small_statements_run_on_the_event_loop_and_answer_as_before(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    loop_thread = threading.get_ident()
+    async with engine.connect() as connection:
+        await driver_of(connection)
         trips.clear()
+        await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'one')"))
+        rows = (await connection.execute(text("SELECT a, b, thread() FROM t"))).all()
+        assert [tuple(r) for r in rows] == [(1, "one", loop_thread)]
+        returned = await connection.execute(text("INSERT INTO t (b) VALUES ('two') RETURNING a"))
+        assert returned.scalar_one() == 2
+        updated = await connection.execute(text("UPDATE t SET b = 'TWO' WHERE a = 2"))
+        assert updated.rowcount == 1
+        await connection.commit()
+        assert trips == []  # not one hand-over to the thread
+        # Lists (executemany) take one round trip.
+        inserted = await connection.execute(
+            text("INSERT INTO t (a, b) VALUES (:a, :b)"), [{"a": 3, "b": "3"}, {"a": 4, "b": "4"}]
+        )
+        assert inserted.rowcount == 2
+        assert trips == ["_executemany"]
+        await connection.execute(text("INSERT INTO t (a, b) VALUES (5, 'five')"))
+        await connection.rollback()  # a write is rolled back, for real
+        count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
+        assert count == 2
+        with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
+            await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
+    assert trips == ["_executemany"]
+
+
+async def test_a_delete_runs_on_the_thread(engine: AsyncEngine, trips: list[str]) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'one'), (2, 'two')"))
+    trips.clear()
+    async with engine.begin() as connection:
+        deleted = await connection.execute(text("DELETE FROM t WHERE a > 0"))
+        assert deleted.rowcount == 2
+    assert trips == ["_execute"]  # the delete; the commit is on the loop
+
+
+async def test_a_read_past_its_budget_runs_again_on_the_thread(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    """Stopped on the loop (nothing done), read again on the thread: the answer is whole; a
+    transaction open around it keeps what it wrote."""
+    loop_thread = threading.get_ident()
+    assert READ_BUDGET_STEPS < 200_000
+    async with engine.connect() as connection:
+        raw = await driver_of(connection)
+        await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'kept')"))
+        trips.clear()
+        count, thread = (await connection.execute(text(LONG_READ))).one()
+        assert count == 200_000
+        assert thread != loop_thread
+        assert trips == ["_execute"]
+        rows = await raw.rows("SELECT count(*), thread() FROM t", ())
+        assert rows == [(1, loop_thread)]  # and the next small read is back on the loop
+        await connection.commit()
+    async with engine.connect() as connection:
+        kept = (await connection.execute(text("SELECT b FROM t"))).scalars().all()
+    assert kept == ["kept"]
+
+
+async def test_a_write_locked_by_another_process_waits_on_the_thread_not_the_loop(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", busy_timeout_ms=3_000)
+    other = sqlite3.connect(tmp_path / "x.db", isolation_level=None, check_same_thread=False)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        other.execute("INSERT INTO t (a, b) VALUES (1, 'other')")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.ensure_future(tick())
+
+        async def write() -> None:
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t (a, b) VALUES (2, 'ours')"))
+
+        writing = asyncio.ensure_future(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the lock...
+        assert ticks >= 10  # ...on the thread: the loop went on meanwhile
+        threading.Timer(0.05, lambda: other.execute("COMMIT")).start()
+        await asyncio.wait_for(writing, 5)
+        ticker.cancel()
         async with engine.connect() as connection:
-            count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
-            assert count == 4
-            await connection.rollback()
-        # Reads open no transaction: neither the rollback nor the pool's on return cost a trip.
-        assert trips == ["_call"]
-        async with engine.connect() as connection:
-            await connection.execute(text("INSERT INTO t (b) VALUES ('five')"))
-            await connection.rollback()  # a write is rolled back, for real
-            count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
-            assert count == 4
-            with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
-                await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
+            rows = (await connection.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
+        assert [tuple(r) for r in rows] == [(1, "other"), (2, "ours")]
     finally:
+        other.close()
         await engine.dispose()
 
 
-async def test_a_statement_armed_to_commit_commits_in_its_own_round_trip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_write_locked_by_another_process_fails_after_the_busy_timeout(
+    tmp_path: Path,
 ) -> None:
-    trips: list[str] = []
-    hand_over = aiosqlite.Connection._execute
+    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", busy_timeout_ms=100)
+    other = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t (a, b) VALUES (2, 'ours')"))
+        other.execute("ROLLBACK")
+        async with engine.begin() as connection:  # the connection is fine afterwards
+            await connection.execute(text("INSERT INTO t (a, b) VALUES (2, 'ours')"))
+            raw = await driver_of(connection)
+            assert await raw.rows("SELECT thread()", ()) == [(threading.get_ident(),)]
+    finally:
+        other.close()
+        await engine.dispose()
 
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(fn, "__name__", "?"))
-        return await hand_over(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+async def test_a_statement_armed_to_commit_commits_with_it(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with engine.connect() as connection:
+        raw = await driver_of(connection)
+        await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'one')"))
+        raw.commit_with_next_statement()
+        trips.clear()
+        returned = await connection.execute(text("INSERT INTO t (b) VALUES ('two') RETURNING a"))
+        assert returned.scalar_one() == 2
+        assert not raw.commit_next
+        assert raw._connection is not None and not raw._connection.in_transaction
+        await connection.commit()  # nothing left to commit
+        # Armed, a failing statement commits nothing (and rolls back as before).
+        await connection.execute(text("INSERT INTO t (a, b) VALUES (3, 'three')"))
+        raw.commit_with_next_statement()
+        with pytest.raises(IntegrityError):
+            await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
+        assert not raw.commit_next
+        await connection.rollback()
+        assert trips == []
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
+        assert [tuple(r) for r in rows] == [(1, "one"), (2, "two")]
+
+
+async def test_the_wal_is_checkpointed_off_the_commits(tmp_path: Path) -> None:
+    """No commit checkpoints (``wal_autocheckpoint=0``): the checkpointer does, on its own
+    thread, once enough rows were written; the database file then holds them."""
+    database = tmp_path / "x.db"
+    engine = create_engine_for(f"sqlite+aiosqlite:///{database}")
     try:
         async with engine.connect() as connection:
+            raw = await driver_of(connection)
+            checkpointer = raw.checkpointer
+            assert checkpointer is not None
             await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
             await connection.commit()
-            raw = (await connection.get_raw_connection()).driver_connection
-            assert isinstance(raw, OneHopConnection)
-            await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'one')"))
-            raw.commit_with_next_statement()
-            trips.clear()
-            returned = await connection.execute(
-                text("INSERT INTO t (b) VALUES ('two') RETURNING a")
-            )
-            assert returned.scalar_one() == 2
-            assert not raw.commit_next
-            await connection.commit()  # nothing left to commit: no round trip
-            assert trips == ["_call"]
-            # Armed, a failing statement commits nothing (and rolls back as before).
-            await connection.execute(text("INSERT INTO t (a, b) VALUES (3, 'three')"))
-            raw.commit_with_next_statement()
-            with pytest.raises(IntegrityError):
-                await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
-            assert not raw.commit_next
-            await connection.rollback()
-        async with engine.connect() as connection:
-            rows = (await connection.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
-            assert [tuple(r) for r in rows] == [(1, "one"), (2, "two")]
+            await checkpointer.wait()
+            before = database.stat().st_size
+            done = checkpointer.checkpoints
+            for n in range(checkpointer.every_rows // 100 - 1):  # just short of the threshold
+                values = ", ".join(f"({n * 100 + i}, '{'x' * 200}')" for i in range(100))
+                await connection.execute(text(f"INSERT INTO t (a, b) VALUES {values}"))
+                await connection.commit()
+            await checkpointer.wait()
+            assert checkpointer.checkpoints == done
+            assert database.stat().st_size == before  # every page is still in the WAL only
+            values = ", ".join(f"({10**6 + i}, 'x')" for i in range(100))
+            await connection.execute(text(f"INSERT INTO t (a, b) VALUES {values}"))
+            await connection.commit()
+            await checkpointer.wait()
+            assert checkpointer.checkpoints == done + 1
+            assert database.stat().st_size > before + 100 * 200  # copied into the database
     finally:
         await engine.dispose()

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from whatsgate.adapters.sql.onehop import OneHopConnection
+from whatsgate.adapters.sql.onehop import OneHopConnection, WalCheckpointer
 from whatsgate.adapters.sql.types import json_text
 
 #: How long a SQLite writer waits for the one before it, then fails "database is locked".
@@ -39,6 +39,12 @@ _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=NORMAL",
+    # Statements run on the event loop must not wait there: one that finds the database
+    # locked by another process runs again on its connection's thread, which waits up to the
+    # busy timeout (``OneHopConnection``).
+    "PRAGMA busy_timeout=0",
+    # Checkpoints run on a thread of their own (``WalCheckpointer``), not in a commit.
+    "PRAGMA wal_autocheckpoint=0",
 )
 
 
@@ -119,8 +125,9 @@ def create_engine_for(
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
-    database = parsed.database
-    if database and database != ":memory:" and not database.startswith("file:"):
+    database = parsed.database or ""
+    file = database not in ("", ":memory:") and not database.startswith("file:")
+    if file:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         if "poolclass" not in kwargs:
             # SQLAlchemy's default (5 kept, 10 more opened and closed on demand) opened and
@@ -130,25 +137,38 @@ def create_engine_for(
             kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _one_hop_connect)
-    pragmas = functools.partial(_apply_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms)
+    checkpointer = WalCheckpointer(str(Path(database).expanduser())) if file else None
+    pragmas = functools.partial(
+        _apply_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms, checkpointer=checkpointer
+    )
     event.listen(engine.sync_engine, "connect", pragmas)
     _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
     return engine
 
 
 def _one_hop_connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
-    """Connect through ``OneHopConnection``: one round trip to the connection's thread per
-    statement instead of four (see ``onehop``)."""
+    """Connect through ``OneHopConnection``: small statements on the event loop, others in
+    one round trip to the connection's thread instead of four (see ``onehop``)."""
     return dialect.dbapi.connect(*cargs, async_creator_fn=OneHopConnection.open, **cparams)
 
 
-def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_ms: int) -> None:
+def _apply_sqlite_pragmas(
+    dbapi_connection: Any,
+    _record: Any,
+    *,
+    busy_timeout_ms: int,
+    checkpointer: WalCheckpointer | None,
+) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in (*_SQLITE_PRAGMAS, f"PRAGMA busy_timeout={int(busy_timeout_ms)}"):
+        for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
     finally:
         cursor.close()
+    driver = getattr(dbapi_connection, "_connection", None)
+    if isinstance(driver, OneHopConnection):
+        driver.busy_timeout_ms = int(busy_timeout_ms)
+        driver.checkpointer = checkpointer
     dbapi_connection.create_function("wg_casefold", 1, _casefold, deterministic=True)
 
 

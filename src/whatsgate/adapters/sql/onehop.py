@@ -1,24 +1,55 @@
-"""aiosqlite with one thread round trip per statement.
+"""aiosqlite that runs small statements on the event loop, and others in one round trip.
 
 SQLAlchemy's aiosqlite adapter makes four round trips to the connection's thread for every
 statement (make a cursor, execute, fetch the rows, close the cursor), each a hand-over of the
-GIL between the event loop and that thread. On a busy machine each hand-over waits for the
-scheduler: most of a unit of work's time was spent there (bench/ingest_socketio.py). Here the
-cursor runs the statement, fetches its rows and closes in one call on the thread; fetching
-and closing are then answered from memory. Results are always buffered, as SQLAlchemy's
-adapter buffers them anyway (no server-side cursors).
+GIL between the event loop and that thread that waits for the scheduler on a busy machine. A
+small unit of work (a live message, a POST) spent more time handing over than in SQLite.
+
+Here a statement runs, fetches its rows and closes in one call, and that call is made **on
+the event loop** when it cannot keep the loop waiting (``OneHopConnection.statement``):
+
+- writes other than ``DELETE``: SQLite lets one transaction write at a time, and this
+  process's writers queue on the ``WriterLock`` before their first write, so a write never
+  waits for another of this process. The connection's busy timeout is 0: a write that finds
+  the database locked by another process fails at once with ``SQLITE_BUSY`` (nothing done)
+  and runs again on the connection's thread, waiting there up to the busy timeout as before;
+- reads, within a budget of SQLite VM steps (``READ_BUDGET_STEPS``, about a millisecond): a
+  read that needs more is interrupted and runs again on the thread;
+- ``DELETE`` (a session's or a webhook's rows, any number of them), ``executemany`` (lists,
+  history chunks) and anything while the thread still works for this connection run on the
+  thread, in one round trip each.
+
+WAL checkpoints, which copy the log back into the database and sync it (milliseconds), are
+taken off the commits: the connections do not checkpoint on their own
+(``wal_autocheckpoint=0``) and ``WalCheckpointer`` runs one on a thread of its own once the
+log outgrows SQLite's default threshold. Results are always buffered, as SQLAlchemy's adapter
+buffers them anyway (no server-side cursors).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, Self
 
 import aiosqlite
 
 _Row = tuple[Any, ...]
+
+log = logging.getLogger("whatsgate.sql")
+
+#: ``sqlite_errorcode`` of "database is locked" by another connection (waiting can cure it;
+#: ``SQLITE_BUSY_SNAPSHOT``, 517, cannot, and fails as it always did).
+_SQLITE_BUSY = 5
+#: ``sqlite_errorcode`` of a statement stopped by the progress handler.
+_SQLITE_INTERRUPT = 9
+
+#: SQLite VM steps a read may take on the event loop before it is stopped and run again on
+#: the connection's thread: about a millisecond (50-90 M steps/s on the benchmark machine).
+READ_BUDGET_STEPS = 100_000
 
 
 class OneHopCursor:
@@ -41,16 +72,14 @@ class OneHopCursor:
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Self:
         connection = self._connection
-        run = _execute
-        if connection.commit_next:
-            connection.commit_next = False
-            run = _execute_then_commit
-        outcome = await connection.run(run, sql, parameters)
+        commit = connection.commit_next
+        connection.commit_next = False
+        outcome = await connection.statement(sql, parameters, commit=commit)
         self.description, self._rows, self.rowcount, self.lastrowid = outcome
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Self:
-        outcome = await self._connection.run(_executemany, sql, parameters)
+        outcome = await self._connection.in_thread(_executemany, sql, parameters)
         self.description, self._rows, self.rowcount, self.lastrowid = outcome
         return self
 
@@ -92,12 +121,6 @@ def _execute(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outc
         cursor.close()
 
 
-def _execute_then_commit(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
-    outcome = _execute(connection, sql, parameters)
-    connection.commit()
-    return outcome
-
-
 def _executemany(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
     cursor = connection.cursor()
     try:
@@ -107,8 +130,39 @@ def _executemany(connection: sqlite3.Connection, sql: str, parameters: Any) -> _
         cursor.close()
 
 
+def _execute_then_commit(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
+    outcome = _execute(connection, sql, parameters)
+    connection.commit()
+    return outcome
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    connection.commit()
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    connection.rollback()
+
+
+def _stop() -> int:
+    return 1  # the progress handler's "interrupt": the read ran out of its budget
+
+
+def _on_thread(sql: str) -> bool:
+    """Statements never run on the event loop: deletes (any number of rows) and whatever is
+    neither a read nor a write SQLAlchemy is known to send (``WITH …`` may write)."""
+    head = sql.lstrip()[:7].upper()
+    return not head.startswith(("SELECT", "INSERT", "UPDATE", "PRAGMA", "REPLACE"))
+
+
+def _waits(exc: sqlite3.OperationalError) -> bool:
+    """Locked by another connection: nothing was done, and waiting can cure it."""
+    return exc.sqlite_errorcode == _SQLITE_BUSY
+
+
 class OneHopConnection(aiosqlite.Connection):
-    """An ``aiosqlite.Connection`` whose cursors take one round trip per statement."""
+    """An ``aiosqlite.Connection`` whose statements run on the event loop when they cannot
+    keep it waiting, else in one round trip to the connection's thread (see the module)."""
 
     @classmethod
     def open(cls, database: str, **kwargs: Any) -> OneHopConnection:
@@ -119,39 +173,185 @@ class OneHopConnection(aiosqlite.Connection):
 
     #: Set by ``commit_with_next_statement``.
     commit_next = False
+    #: How long a statement on the thread waits for another process's writer (ms). The
+    #: connection itself does not wait (``PRAGMA busy_timeout=0``): on the event loop a wait
+    #: would stop everything else.
+    busy_timeout_ms = 0
+    #: Told of the rows each commit changed (file databases; set with the pragmas).
+    checkpointer: WalCheckpointer | None = None
+    _changes = 0
+    #: Calls handed to the thread, and calls the thread finished (each counter is written by
+    #: one thread only): while they differ, statements queue behind them on the thread.
+    _handed = 0
+    _finished = 0
 
     def commit_with_next_statement(self) -> None:
-        """The next statement (``execute``) commits too, in the same round trip, if it
-        succeeds: the unit of work's last write and its commit go together (the
-        connection's own ``commit`` then finds nothing to do)."""
+        """The next statement (``execute``) commits too, if it succeeds: the unit of work's
+        last write and its commit go together (the connection's own ``commit`` then finds
+        nothing to do)."""
         self.commit_next = True
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
 
+    async def statement(
+        self, sql: str, parameters: Sequence[Any] | None = None, *, commit: bool = False
+    ) -> _Outcome:
+        """Run one statement, its rows fetched, then commit if ``commit``: on the event loop
+        if it cannot keep the loop waiting, else (or if it turns out it would) in one round
+        trip to the thread."""
+        conn = self._loop_connection()
+        if conn is not None and not _on_thread(sql):
+            ran = _on_loop(conn, sql, parameters)
+            if ran is not None:
+                if commit:
+                    await self.commit()
+                return ran
+        if not commit:
+            done: _Outcome = await self.in_thread(_execute, sql, parameters)
+            return done
+        outcome: _Outcome = await self.in_thread(_execute_then_commit, sql, parameters)
+        self._committed()
+        return outcome
+
+    async def rows(self, sql: str, parameters: Sequence[Any]) -> list[_Row]:
+        """The rows of one statement (see ``statement``)."""
+        return (await self.statement(sql, parameters))[1]
+
     async def rollback(self) -> None:
         """Roll back, if a transaction is open: the pool rolls back every connection handed
-        back, most of them after a commit (nothing to roll back, no round trip then)."""
-        if self._idle():
-            return
-        await super().rollback()
+        back, most of them after a commit (nothing to do then)."""
+        conn = self._loop_connection()
+        if conn is None:
+            await self.in_thread(_rollback)
+        elif conn.in_transaction:
+            conn.rollback()
+        if self._connection is not None:
+            self._changes = self._connection.total_changes  # nothing of it reached the file
 
     async def commit(self) -> None:
         """Commit, if a transaction is open (reads alone open none on SQLite's driver)."""
-        if self._idle():
+        conn = self._loop_connection()
+        if conn is None:
+            await self.in_thread(_commit)
+        elif conn.in_transaction:
+            try:
+                conn.commit()
+            except sqlite3.OperationalError as exc:
+                if not _waits(exc):
+                    raise
+                await self.in_thread(_commit)
+        self._committed()
+
+    def _committed(self) -> None:
+        """Tell the checkpointer how many rows this connection changed since the last time."""
+        conn = self._connection
+        if conn is None:
             return
-        await super().commit()
+        changed = conn.total_changes
+        if self.checkpointer is not None and changed != self._changes:
+            self.checkpointer.wrote(changed - self._changes)
+        self._changes = changed
 
-    def _idle(self) -> bool:
-        # Only read between statements: SQLAlchemy awaits each call, so the connection's
-        # thread is not using the sqlite3 connection now.
-        connection = self._connection
-        return connection is not None and not connection.in_transaction
+    def _loop_connection(self) -> sqlite3.Connection | None:
+        """The sqlite3 connection, if the event loop may use it now: open, and the thread
+        has nothing of this connection's to do (SQLAlchemy awaits every call, so nothing
+        else uses it meanwhile)."""
+        if self._handed != self._finished:
+            return None
+        return self._connection
 
-    async def run(self, fn: Any, *args: Any) -> Any:
-        """``fn(sqlite3_connection, *args)`` on the connection's thread."""
-        return await self._execute(_call, self, fn, args)  # type: ignore[no-untyped-call]
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(sqlite3_connection, *args)`` on the connection's thread, waiting there up to
+        ``busy_timeout_ms`` for another process's writer."""
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        self._handed += 1
+        return await self._execute(_patiently, self, fn, args)  # type: ignore[no-untyped-call]
 
 
-def _call(connection: OneHopConnection, fn: Any, args: tuple[Any, ...]) -> Any:
-    return fn(connection._conn, *args)
+def _on_loop(conn: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome | None:
+    """The statement run here (on the event loop), or None if it must run on the thread
+    instead: a read past its budget (stopped, nothing changed) or any statement that found
+    the database locked by another process (nothing done)."""
+    read = sql.lstrip()[:6].upper() == "SELECT"
+    if read:
+        conn.set_progress_handler(_stop, READ_BUDGET_STEPS)
+    try:
+        return _execute(conn, sql, parameters)
+    except sqlite3.OperationalError as exc:
+        if _waits(exc) or (read and exc.sqlite_errorcode == _SQLITE_INTERRUPT):
+            return None
+        raise
+    finally:
+        if read:
+            conn.set_progress_handler(None, 0)
+
+
+def _patiently(connection: OneHopConnection, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """On the connection's thread: ``fn``, SQLite's busy handler waiting up to the busy
+    timeout for another process's writer (the connection itself does not wait)."""
+    try:
+        conn = connection._conn
+        timeout = connection.busy_timeout_ms
+        if not timeout:
+            return fn(conn, *args)
+        conn.execute(f"PRAGMA busy_timeout={int(timeout)}")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+    finally:
+        connection._finished += 1
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite database's WAL on a thread of its own, off the commits.
+
+    SQLite's connections checkpoint on their own (``wal_autocheckpoint``) in the commit that
+    takes the log past 1,000 pages: that commit then copies the log into the database and
+    syncs it, milliseconds in the middle of a unit of work, on the event loop now that
+    commits run there. Whatsgate's connections do not (``wal_autocheckpoint=0``); each tells
+    this how many rows it changed, and past ``every_rows`` (about SQLite's threshold: a
+    changed row dirties a page or a few) a passive checkpoint runs on an executor thread,
+    one at a time, while units of work go on. Another process on the same file keeps its own
+    checkpoints.
+    """
+
+    def __init__(self, database: str, every_rows: int = 1_000) -> None:
+        self.database = database
+        self.every_rows = every_rows
+        self.checkpoints = 0
+        self._rows = 0
+        self._running: asyncio.Future[None] | None = None
+
+    def wrote(self, rows: int) -> None:
+        self._rows += rows
+        if self._rows < self.every_rows:
+            return
+        if self._running is not None and not self._running.done():
+            return
+        self._rows = 0
+        self._running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self._running.add_done_callback(_checkpointed)
+
+    def _checkpoint(self) -> None:
+        conn = sqlite3.connect(self.database, timeout=0)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+        self.checkpoints += 1
+
+    async def wait(self) -> None:
+        """Until the checkpoint running (if any) is done."""
+        if self._running is not None:
+            await asyncio.shield(self._running)
+
+
+def _checkpointed(future: asyncio.Future[None]) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:  # busy with another process's checkpoint, or gone: the next one will do
+        log.warning("WAL checkpoint failed: %s", exc)

@@ -593,22 +593,27 @@ _GROUP_SUFFIX = "@" + GROUP_SERVER
 
 async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> Any:
     """The rows of a read whose columns need no result processing (the caller formats
-    them). On SQLite, straight to the driver (``execute_fetchall``, one call to its thread).
+    them). On SQLite, straight to the driver (``OneHopConnection.rows``: on the event loop,
+    or one call to its thread).
 
-    ``OneHopConnection`` already gives every statement one call to the thread; what this
-    still skips is SQLAlchemy's own work per statement (its greenlet hop, the autobegin of
-    the connection, the compiled cache look-up, execution context and result object):
+    ``OneHopConnection`` already runs every statement in one call; what this still skips
+    is SQLAlchemy's own work per statement (its greenlet hop, the autobegin of the
+    connection, the compiled cache look-up, execution context and result object):
     ~60 us for the session look-up and ~55 us for the page, ~12 % of a GET …/conversations
     (bench/rest.py, measured again after OneHop; the REST hot path reads only here)."""
-    if conn.dialect.name != "sqlite":
+    driver = None
+    if conn.dialect.name == "sqlite":
+        driver = _one_hop_driver(conn)
+        if driver is None:
+            raw = (await conn.get_raw_connection()).driver_connection
+            driver = raw if isinstance(raw, OneHopConnection) else None
+    if driver is None:
         return (await conn.execute(stmt, params)).all()
     sql, order, processors, defaults = _sqlite_compiled(stmt, conn.dialect)
     values = {**defaults, **params}
     for name, process in processors.items():
         values[name] = process(values[name])
-    driver = _one_hop_driver(conn) or (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    return await driver.execute_fetchall(sql, [values[n] for n in order])
+    return await driver.rows(sql, [values[n] for n in order])
 
 
 class _Processed:
@@ -1233,14 +1238,14 @@ def _one_hop_driver(conn: AsyncConnection) -> OneHopConnection | None:
 
 async def _driver_rows(conn: AsyncConnection, sql: str, params: tuple[Any, ...]) -> Any:
     """The rows of a prepared read (text in the dialect's placeholders, driver values), as
-    the driver returns them. On SQLite straight to ``OneHopConnection`` (one call to its
-    thread): SQLAlchemy's own work per text statement, above all the result metadata it
-    builds from the cursor's description each time, was ~70 µs, a tenth of a small live
-    group's CPU (bench/ingest_socketio.py)."""
+    the driver returns them. On SQLite straight to ``OneHopConnection`` (one call, on the
+    event loop or its thread): SQLAlchemy's own work per text statement, above all the
+    result metadata it builds from the cursor's description each time, was ~70 µs, a tenth
+    of a small live group's CPU (bench/ingest_socketio.py)."""
     driver = _one_hop_driver(conn) if conn.dialect.name == "sqlite" else None
     if driver is None:
         return await conn.exec_driver_sql(sql, params)
-    return await driver.execute_fetchall(sql, params)
+    return await driver.rows(sql, params)
 
 
 #: The columns ``SqlEventLog.write_staged`` writes (``id`` is the database's).
