@@ -189,30 +189,31 @@ async def test_a_write_locked_by_another_process_fails_after_the_busy_timeout(
         await engine.dispose()
 
 
-async def test_a_statement_armed_to_commit_commits_with_it(
+async def test_a_statement_asked_to_commit_commits_with_it(
     engine: AsyncEngine, trips: list[str]
 ) -> None:
     async with engine.connect() as connection:
         raw = await driver_of(connection)
-        await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'one')"))
-        raw.commit_with_next_statement()
+        conn = raw._connection
+        assert conn is not None
         trips.clear()
-        returned = await connection.execute(text("INSERT INTO t (b) VALUES ('two') RETURNING a"))
-        assert returned.scalar_one() == 2
-        assert not raw.commit_next
-        assert raw._connection is not None and not raw._connection.in_transaction
-        await connection.commit()  # nothing left to commit
-        # Armed, a failing statement commits nothing (and rolls back as before).
-        await connection.execute(text("INSERT INTO t (a, b) VALUES (3, 'three')"))
-        raw.commit_with_next_statement()
-        with pytest.raises(IntegrityError):
-            await connection.execute(text("INSERT INTO t (a, b) VALUES (1, 'again')"))
-        assert not raw.commit_next
-        await connection.rollback()
-        assert trips == []
+        await raw.statement("INSERT INTO t (a, b) VALUES (1, 'one')")
+        returned = await raw.statement("INSERT INTO t (b) VALUES ('two') RETURNING a", commit=True)
+        assert returned[1] == [(2,)]
+        assert not conn.in_transaction  # committed, with it
+        # A failing statement commits nothing (and rolls back as before).
+        await raw.statement("INSERT INTO t (a, b) VALUES (3, 'three')")
+        with pytest.raises(sqlite3.IntegrityError):
+            await raw.statement("INSERT INTO t (a, b) VALUES (1, 'again')", commit=True)
+        assert conn.in_transaction
+        await raw.rollback()
+        # On the thread (a DELETE), the commit goes with it in the same round trip.
+        await raw.statement("DELETE FROM t WHERE a = 2", commit=True)
+        assert trips == ["_execute_then_commit"]
+        assert not conn.in_transaction
     async with engine.connect() as connection:
         rows = (await connection.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
-        assert [tuple(r) for r in rows] == [(1, "one"), (2, "two")]
+        assert [tuple(r) for r in rows] == [(1, "one")]
 
 
 async def test_the_wal_is_checkpointed_off_the_commits(tmp_path: Path) -> None:

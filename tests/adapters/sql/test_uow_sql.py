@@ -19,6 +19,7 @@ from tests.contract.builders import at, conversation, message, outbox_entry, pho
 from tests.databases import copy_sqlite
 from whatsgate.adapters.sql import tables
 from whatsgate.adapters.sql.database import create_engine_for
+from whatsgate.adapters.sql.onehop import OneHopConnection, OneHopCursor
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.conversation import Conversation
 from whatsgate.domain.errors import AlreadyExists
@@ -27,12 +28,29 @@ from whatsgate.domain.events import ContactsSynced
 
 @contextmanager
 def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL statements sent to the database while the block runs."""
+    """The SQL statements sent to the database while the block runs: on SQLite as the
+    driver gets them (prepared writes do not go through SQLAlchemy there)."""
     sent: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         sent.append(statement.split(None, 1)[0].upper())
 
+    if engine.dialect.name == "sqlite":
+        statement, executemany = OneHopConnection.statement, OneHopCursor.executemany
+
+        async def one(self: OneHopConnection, sql: str, *args: Any, **kwargs: Any) -> Any:
+            record(None, None, sql)
+            return await statement(self, sql, *args, **kwargs)
+
+        async def many(self: OneHopCursor, sql: str, *args: Any) -> Any:
+            record(None, None, sql)
+            return await executemany(self, sql, *args)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(OneHopConnection, "statement", one)
+            patch.setattr(OneHopCursor, "executemany", many)
+            yield sent
+        return
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         yield sent
@@ -308,3 +326,27 @@ async def test_a_sqlite_writer_waits_at_most_the_busy_timeout_then_fails_as_sqli
             assert await uow.conversations.get(second.id) is not None
     finally:
         await engine.dispose()
+
+
+async def test_a_unit_of_prepared_writes_alone_commits_and_rolls_back_whole(
+    engine: AsyncEngine,
+) -> None:
+    """On SQLite the prepared writes reach the driver without SQLAlchemy: the unit of work
+    still commits them, and rolls them back (before the next writer goes) when left."""
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    kept, dropped = conversation(world, phone(1)), conversation(world, phone(2))
+    async with make() as uow:
+        await uow.conversations.save_many([kept])
+        await uow.commit()
+    async with make() as uow:
+        await uow.conversations.save_many([dropped])
+        await uow.messages.add_new([message(world, dropped.id, "DROPPED", at(0))])
+    async with make() as uow:  # the next writer finds the database free at once
+        await uow.messages.add_new([message(world, kept.id, "KEPT", at(1))])
+        await uow.commit()
+    async with make() as uow:
+        assert await uow.conversations.get(kept.id) is not None
+        assert await uow.conversations.get(dropped.id) is None
+        assert await uow.messages.get_by_wa_id(world.session_id, "KEPT") is not None
+        assert await uow.messages.get_by_wa_id(world.session_id, "DROPPED") is None

@@ -71,10 +71,7 @@ class OneHopCursor:
         return None
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Self:
-        connection = self._connection
-        commit = connection.commit_next
-        connection.commit_next = False
-        outcome = await connection.statement(sql, parameters, commit=commit)
+        outcome = await self._connection.statement(sql, parameters)
         self.description, self._rows, self.rowcount, self.lastrowid = outcome
         return self
 
@@ -171,8 +168,6 @@ class OneHopConnection(aiosqlite.Connection):
         connection._thread.daemon = True  # as SQLAlchemy does: never hold the process open
         return connection
 
-    #: Set by ``commit_with_next_statement``.
-    commit_next = False
     #: How long a statement on the thread waits for another process's writer (ms). The
     #: connection itself does not wait (``PRAGMA busy_timeout=0``): on the event loop a wait
     #: would stop everything else.
@@ -184,12 +179,6 @@ class OneHopConnection(aiosqlite.Connection):
     #: one thread only): while they differ, statements queue behind them on the thread.
     _handed = 0
     _finished = 0
-
-    def commit_with_next_statement(self) -> None:
-        """The next statement (``execute``) commits too, if it succeeds: the unit of work's
-        last write and its commit go together (the connection's own ``commit`` then finds
-        nothing to do)."""
-        self.commit_next = True
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
@@ -221,6 +210,8 @@ class OneHopConnection(aiosqlite.Connection):
     async def rollback(self) -> None:
         """Roll back, if a transaction is open: the pool rolls back every connection handed
         back, most of them after a commit (nothing to do then)."""
+        if self._connection is None:
+            return  # closed: nothing is open
         conn = self._loop_connection()
         if conn is None:
             await self.in_thread(_rollback)
@@ -231,6 +222,8 @@ class OneHopConnection(aiosqlite.Connection):
 
     async def commit(self) -> None:
         """Commit, if a transaction is open (reads alone open none on SQLite's driver)."""
+        if self._connection is None:
+            raise ValueError("Connection closed")
         conn = self._loop_connection()
         if conn is None:
             await self.in_thread(_commit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from whatsgate.adapters.sql import mapping, tables, types
@@ -390,10 +391,7 @@ async def _upsert_one(
     write (bench/rest.py's POST)."""
     conn = repo._conn
     await repo._uow.before_write()
-    try:
-        await conn.exec_driver_sql(_upsert_one_sql(conn.dialect, table, names), values)
-    except IntegrityError as exc:
-        raise AlreadyExists(str(exc.orig)) from exc
+    await _driver_write(conn, _upsert_one_sql(conn.dialect, table, names), values)
 
 
 class _Prepared(_Repository):
@@ -446,10 +444,7 @@ class _Prepared(_Repository):
         for low in range(0, len(rows), per_statement):
             page = rows[low : low + per_statement]
             sql = _upsert_sql(dialect, table, len(page))
-            try:
-                await conn.exec_driver_sql(sql, tuple(v for row in page for v in row))
-            except IntegrityError as exc:
-                raise AlreadyExists(str(exc.orig)) from exc
+            await _driver_write(conn, sql, tuple(v for row in page for v in row))
 
     def _write_time(self) -> Callable[[datetime], Any]:
         return types.as_utc if self._dialect == "postgresql" else types.sqlite_text
@@ -603,7 +598,7 @@ async def _read_rows(conn: AsyncConnection, stmt: Select[Any], params: dict[str,
     (bench/rest.py, measured again after OneHop; the REST hot path reads only here)."""
     driver = None
     if conn.dialect.name == "sqlite":
-        driver = _one_hop_driver(conn)
+        driver = one_hop_driver(conn)
         if driver is None:
             raw = (await conn.get_raw_connection()).driver_connection
             driver = raw if isinstance(raw, OneHopConnection) else None
@@ -896,11 +891,7 @@ class SqlMessages(_Repository, MessageRepository):
                     created = (m.created_at, time(m.created_at))
                 values.extend(params(m, time, created[1]))
             sql = _insert_new_messages_sql(dialect, len(page))
-            try:
-                result = await conn.exec_driver_sql(sql, tuple(values))
-            except IntegrityError as exc:
-                raise AlreadyExists(str(exc.orig)) from exc
-            inserted.update(result.scalars().all())
+            inserted.update(row[0] for row in await _driver_write(conn, sql, tuple(values)))
         return [m for m in messages if m.id in inserted]
 
     async def existing_wa_ids(self, session_id: str, wa_ids: Sequence[str]) -> set[str]:
@@ -1121,10 +1112,8 @@ class SqlEventLog(_Repository, EventLog):
         database assigned, oldest first (the unit of work hands them to ``on_commit``).
 
         ``commit``: the caller commits right after (``SqlUnitOfWork.commit``). On SQLite the
-        last statement and the commit then go to the driver's thread together, one round trip
-        instead of two (the connection's own commit finds nothing left to do): under load
-        each round trip waits for a core (bench/ingest_socketio.py). When no event is staged
-        nothing is committed here.
+        last statement commits too, in the same call to the driver (one round trip when it
+        goes to the driver's thread). When no event is staged nothing is committed here.
 
         On PostgreSQL an advisory lock held to the end of the transaction makes ids become
         visible in the order they are assigned, so a reader of ``after(id)`` never skips an
@@ -1160,27 +1149,18 @@ class SqlEventLog(_Repository, EventLog):
             ),
         )
         ids: list[int] = []
-        driver = _one_hop_driver(conn) if commit and not postgres else None
         for low in range(0, len(values), per_statement):
             page = values[low : low + per_statement]
             sql = _insert_events_sql(dialect, len(page))
             params = tuple(v for row in page for v in row)
-            final = driver is not None and low + per_statement >= len(values)
-            if final and driver is not None:
-                driver.commit_with_next_statement()
-            try:
-                result = await conn.exec_driver_sql(sql, params)
-            except IntegrityError as exc:
-                raise AlreadyExists(str(exc.orig)) from exc
-            finally:
-                if final and driver is not None:
-                    driver.commit_next = False  # never left armed for another statement
+            final = commit and low + per_statement >= len(values)
+            rows = await _driver_write(conn, sql, params, commit=final)
             # RETURNING does not promise to list the rows in the order given, but one
             # multi-row INSERT takes its rows in order and the id sequence gives each a larger
             # id than the one before (on PostgreSQL under the advisory lock above, on SQLite
             # by AUTOINCREMENT): sorted, the ids returned are the rows' ids in order, and a
             # later page's ids are all larger than an earlier one's.
-            ids += sorted(int(i) for i in result.scalars().all())
+            ids += sorted(int(row[0]) for row in rows)
         self.staged.clear()
         return [
             StoredEvent(
@@ -1227,7 +1207,7 @@ class SqlEventLog(_Repository, EventLog):
         await self._execute(stmt, [{"consumer": consumer, "event_id": event_id}])
 
 
-def _one_hop_driver(conn: AsyncConnection) -> OneHopConnection | None:
+def one_hop_driver(conn: AsyncConnection) -> OneHopConnection | None:
     """The ``OneHopConnection`` under this connection (checked out already: no I/O), if any."""
     sync = conn.sync_connection
     if sync is None or sync.closed or sync.invalidated:
@@ -1242,10 +1222,36 @@ async def _driver_rows(conn: AsyncConnection, sql: str, params: tuple[Any, ...])
     event loop or its thread): SQLAlchemy's own work per text statement, above all the
     result metadata it builds from the cursor's description each time, was ~70 µs, a tenth
     of a small live group's CPU (bench/ingest_socketio.py)."""
-    driver = _one_hop_driver(conn) if conn.dialect.name == "sqlite" else None
+    driver = one_hop_driver(conn) if conn.dialect.name == "sqlite" else None
     if driver is None:
         return await conn.exec_driver_sql(sql, params)
     return await driver.rows(sql, params)
+
+
+async def _driver_write(
+    conn: AsyncConnection, sql: str, params: tuple[Any, ...], *, commit: bool = False
+) -> list[Any]:
+    """A prepared write (text in the dialect's placeholders, driver values); its rows if it
+    returns any. ``commit``: commit with it, if it succeeds (SQLite only; elsewhere the
+    caller commits). On SQLite straight to ``OneHopConnection``, as ``_driver_rows``:
+    SQLAlchemy's work around a text statement was a third of a one-message unit of work
+    once the statement itself ran on the event loop (bench/ingest_socketio.py). The unit of
+    work commits and rolls back the driver itself (SQLAlchemy does not see these writes).
+    A unique key already taken raises ``AlreadyExists``; other database errors are
+    SQLAlchemy's, as on the Core path."""
+    driver = one_hop_driver(conn) if conn.dialect.name == "sqlite" else None
+    if driver is None:
+        try:
+            result = await conn.exec_driver_sql(sql, params)
+        except IntegrityError as exc:
+            raise AlreadyExists(str(exc.orig)) from exc
+        return list(result.all()) if result.returns_rows else []
+    try:
+        return (await driver.statement(sql, params, commit=commit))[1]
+    except sqlite3.IntegrityError as exc:
+        raise AlreadyExists(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
 
 #: The columns ``SqlEventLog.write_staged`` writes (``id`` is the database's).

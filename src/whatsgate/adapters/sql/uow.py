@@ -19,6 +19,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from whatsgate.adapters.sql.database import writer_lock
+from whatsgate.adapters.sql.onehop import OneHopConnection
 from whatsgate.adapters.sql.repositories import (
     SqlApiKeys,
     SqlContacts,
@@ -30,6 +31,7 @@ from whatsgate.adapters.sql.repositories import (
     SqlSessions,
     SqlUsers,
     SqlWebhooks,
+    one_hop_driver,
 )
 from whatsgate.ports.repositories import CommitListener, UnitOfWork, UnitOfWorkFactory
 
@@ -41,6 +43,8 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection: AsyncConnection | None = None
         self._writer = writer_lock(engine)
         self._writing = False
+        #: SQLite's driver connection, which prepared writes reach without SQLAlchemy.
+        self._driver: OneHopConnection | None = None
         self.organizations = SqlOrganizations(self)
         self.users = SqlUsers(self)
         self.api_keys = SqlApiKeys(self)
@@ -54,6 +58,9 @@ class SqlUnitOfWork(UnitOfWork):
 
     @property
     def connection(self) -> AsyncConnection:
+        """The repositories' connection. Commit and roll back through the unit of work, not
+        through this: on SQLite the prepared writes reach the driver without SQLAlchemy,
+        which then may not know a transaction is open."""
         if self._connection is None:
             raise RuntimeError("Use the unit of work inside `async with uow:`.")
         return self._connection
@@ -63,6 +70,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise RuntimeError("This unit of work is already open.")
         self.events.staged.clear()
         self._connection = await self.engine.connect()
+        self._driver = one_hop_driver(self._connection)
         return self
 
     async def before_write(self) -> None:
@@ -88,14 +96,17 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             await self.rollback()
         finally:
-            self._connection = None
+            self._connection = self._driver = None
             await connection.close()
 
     async def commit(self) -> None:
-        # On SQLite the events' insert commits too, in the same round trip to the driver's
-        # thread; this commit then only ends SQLAlchemy's transaction.
+        # On SQLite the events' insert commits too, in the same call to the driver; these
+        # commits then end SQLAlchemy's transaction and the driver's, if still open (the
+        # prepared writes go to the driver without SQLAlchemy: ``_driver_write``).
         stored = await self.events.write_staged(commit=True)
         await self.connection.commit()
+        if self._driver is not None:
+            await self._driver.commit()
         self._end_write()  # on failure, the rollback that follows gives it back
         if stored and self.on_commit is not None:
             self.on_commit(stored)
@@ -105,6 +116,8 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             if self.connection.in_transaction():  # else nothing to roll back (reads only)
                 await self.connection.rollback()
+            if self._driver is not None:  # before the next writer goes: nothing if idle
+                await self._driver.rollback()
         finally:
             self._end_write()
 
