@@ -430,8 +430,7 @@ class ProcessIncomingMessage:
     - Group commit: messages arriving together (within ``group_window``, none by default)
       share one unit of work, and those arriving while it commits share the next; each call
       returns only once its message is committed. If a shared unit of work fails, its
-      messages are retried one
-      by one, so one bad message fails alone.
+      messages are retried one by one, so one bad message fails alone.
     """
 
     def __init__(
