@@ -298,6 +298,10 @@ def _patiently(connection: OneHopConnection, fn: Callable[..., Any], args: tuple
         connection._finished += 1
 
 
+#: How long a checkpoint waits for a lock it needs (another checkpoint, a WAL restart).
+BUSY_WAIT_S = 5.0
+
+
 class WalCheckpointer:
     """Checkpoints a SQLite database's WAL on a thread of its own, off the commits.
 
@@ -329,7 +333,8 @@ class WalCheckpointer:
         self._running.add_done_callback(_checkpointed)
 
     def _checkpoint(self) -> None:
-        conn = sqlite3.connect(self.database, timeout=0)
+        # Waiting here holds up no unit of work: this is an executor thread.
+        conn = sqlite3.connect(self.database, timeout=BUSY_WAIT_S)
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
