@@ -189,6 +189,7 @@ class OneHopConnection(aiosqlite.Connection):
         """Run one statement, its rows fetched, then commit if ``commit``: on the event loop
         if it cannot keep the loop waiting, else (or if it turns out it would) in one round
         trip to the thread."""
+        await asyncio.sleep(0)  # let others run between statements, as a hand-over did
         conn = self._loop_connection()
         if conn is not None and not _on_thread(sql):
             ran = _on_loop(conn, sql, parameters)
