@@ -81,6 +81,9 @@ class EventDispatcher:
         #: The log may hold events that ``_pending`` does not: read it at the next pass.
         self._stale = True
         self._wake = asyncio.Event()
+        #: The pending wake-up that saves the cursors or retries; set when it went off.
+        self._alarm: asyncio.Future[None] | None = None
+        self._rang = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -206,27 +209,35 @@ class EventDispatcher:
 
     async def run(self) -> None:
         """Until cancelled: catch up with the log, then hand out what each wake brings."""
-        while True:
-            self._wake.clear()
-            failed = await self._pass()
-            due = self._cursors_due()
-            if failed or due == 0.0:
-                await self._save_cursors()
-                due = self.settings.retry_delay if failed else None
-            if self._wake.is_set():
-                continue
-            if due is None:
+        try:
+            while True:
+                self._wake.clear()
+                failed = await self._pass()
+                due = self._cursors_due()
+                if failed or due == 0.0 or (self._rang and not failed):
+                    await self._save_cursors()
+                    due = self.settings.retry_delay if failed else None
+                self._rang = False
+                if self._wake.is_set():
+                    continue
+                if due is not None and self._alarm is None:
+                    # One alarm at a time, kept across wakes: a wake per commit need not
+                    # set up and tear down a timer.
+                    self._alarm = asyncio.ensure_future(self._ring(due))
                 await self._wake.wait()
-                continue
-            timer = asyncio.ensure_future(self.clock.sleep(due))
-            woken = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({timer, woken}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
-                woken.cancel()
-            if not failed and not self._wake.is_set():
-                await self._save_cursors()
+        finally:
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
+
+    async def _ring(self, delay: float) -> None:
+        """After ``delay``: wake the loop to save the cursors (or retry a publisher)."""
+        try:
+            await self.clock.sleep(delay)
+        finally:
+            self._alarm = None
+        self._rang = True
+        self._wake.set()
 
     def start(self) -> None:
         if self._task is None or self._task.done():

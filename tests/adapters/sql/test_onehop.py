@@ -246,3 +246,24 @@ async def test_the_wal_is_checkpointed_off_the_commits(tmp_path: Path) -> None:
             assert database.stat().st_size > before + 100 * 200  # copied into the database
     finally:
         await engine.dispose()
+
+
+async def test_each_statement_lets_the_loop_run_others_first(engine: AsyncEngine) -> None:
+    """A unit of work on the loop does not run from start to end in one go: other tasks run
+    between its statements, as they did while a statement went to the thread."""
+    order: list[str] = []
+
+    async def other() -> None:
+        for _ in range(3):
+            order.append("other")
+            await asyncio.sleep(0)
+
+    async with engine.connect() as connection:
+        raw = await driver_of(connection)
+        running = asyncio.ensure_future(other())
+        for n in range(3):
+            await raw.statement(f"INSERT INTO t (a, b) VALUES ({n}, 'x')")
+            order.append("statement")
+        await running
+        await raw.rollback()
+    assert order[:4] == ["other", "statement", "other", "statement"]
