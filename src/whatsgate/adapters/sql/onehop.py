@@ -25,9 +25,9 @@ connections some waited seconds (bench/rest.py: p99 1,260 ms instead of 353 ms).
 
 WAL checkpoints, which copy the log back into the database and sync it (milliseconds), are
 taken off the commits: the connections do not checkpoint on their own
-(``wal_autocheckpoint=0``) and ``WalCheckpointer`` runs one on a thread of its own once the
-log outgrows SQLite's default threshold. Results are always buffered, as SQLAlchemy's adapter
-buffers them anyway (no server-side cursors).
+(``wal_autocheckpoint=0``) and ``WalCheckpointer`` runs one on a thread of its own every
+~1,000 rows written (about SQLite's own threshold). Results are always buffered, as
+SQLAlchemy's adapter buffers them anyway (no server-side cursors).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ READ_BUDGET_STEPS = 100_000
 
 
 class OneHopCursor:
-    """The part of ``aiosqlite.Cursor`` SQLAlchemy uses, one round trip per statement."""
+    """The part of ``aiosqlite.Cursor`` SQLAlchemy uses: a statement on the event loop or in
+    one round trip to the thread (``OneHopConnection.statement``)."""
 
     arraysize = 1
 

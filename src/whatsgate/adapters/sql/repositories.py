@@ -187,7 +187,7 @@ class _Repository:
 
     async def _first_prebuilt(self, stmt: Select[Any], params: dict[str, Any]) -> Any:
         """The first row of a statement built once (bound parameters), processed as
-        SQLAlchemy would; on SQLite in one call to the driver's thread (``_read_rows``)."""
+        SQLAlchemy would; on SQLite in one call to the driver (``_read_rows``)."""
         if self._dialect != "sqlite":
             return (await self._conn.execute(stmt, params)).first()
         rows = await _read_rows(self._conn, stmt, params)
