@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from whatsgate.adapters.sql.database import create_engine_for
-from whatsgate.adapters.sql.onehop import READ_BUDGET_STEPS, OneHopConnection
+from whatsgate.adapters.sql.onehop import READ_BUDGET_STEPS, OneHopConnection, WalCheckpointer
 
 #: A read of well over ``READ_BUDGET_STEPS`` SQLite steps (and its answer).
 LONG_READ = (
@@ -267,3 +267,16 @@ async def test_each_statement_lets_the_loop_run_others_first(engine: AsyncEngine
         await running
         await raw.rollback()
     assert order[:4] == ["other", "statement", "other", "statement"]
+
+
+async def test_a_checkpoint_after_the_database_is_gone_does_nothing(tmp_path: Path) -> None:
+    """A checkpoint that starts once the file was removed (a finished test) neither fails
+    nor creates an empty database in its place."""
+    database = tmp_path / "gone.db"
+    sqlite3.connect(database).close()
+    checkpointer = WalCheckpointer(str(database), every_rows=1)
+    database.unlink()
+    checkpointer.wrote(1)
+    await checkpointer.wait()
+    assert checkpointer.checkpoints == 0
+    assert not database.exists()
