@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import os
@@ -11,12 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench._harness import ROOT
+from bench._harness import ROOT, Results
 
 #: The pragmas whatsgate's SQLite adapter sets on each connection; references use the same.
 SQLITE_PRAGMAS = (
@@ -54,6 +56,83 @@ def sqlite_connect(path: Path) -> sqlite3.Connection:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+#: Where the PostgreSQL rows run (``postgresql://user@host:port/db``); unset: they are skipped.
+POSTGRES_ENV = "WHATSGATE_BENCH_POSTGRES_URL"
+
+
+def postgres_url() -> tuple[str | None, str | None]:
+    """The PostgreSQL URL to measure on, or None and why the PostgreSQL row is skipped."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        return None, f"{POSTGRES_ENV} is not set"
+    return url, None
+
+
+async def _postgres_admin(url: str, statement: str) -> Any:
+    from sqlalchemy import text
+
+    from whatsgate.adapters.sql.database import create_engine_for
+
+    engine = create_engine_for(url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def postgres_engine(url: str, prefix: str, **kwargs: Any) -> AsyncIterator[Any]:
+    """An engine (whatsgate's ``create_engine_for``, server defaults: durable commits) on a
+    new schema of its own, migrated, in the database at ``url``; the schema is dropped
+    afterwards. ``kwargs`` go to ``create_engine_for``."""
+    from whatsgate.adapters.sql.database import create_engine_for
+    from whatsgate.adapters.sql.migrations import migrate
+
+    schema = f"wg_bench_{prefix}_{uuid.uuid4().hex[:12]}"
+    await _postgres_admin(url, f'CREATE SCHEMA "{schema}"')
+    try:
+        engine = create_engine_for(
+            url, connect_args={"server_settings": {"search_path": schema}}, **kwargs
+        )
+        try:
+            await migrate(engine)
+            yield engine
+        finally:
+            await engine.dispose()
+    finally:
+        await _postgres_admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def add_postgres_row(
+    results: Results,
+    collected: dict[str, list[float]],
+    path: str,
+    url: str | None,
+    why_not: str | None,
+) -> None:
+    """Record ``pg_<path>_msgs_per_s`` and ``pg_<path>_cpu_us_per_msg``, or a note saying why
+    the PostgreSQL row was skipped. No target: the issue's targets are SQLite's."""
+    if url is None:
+        results.notes.append(f"PostgreSQL row skipped: {why_not} (a postgresql:// URL measures it)")
+        return
+    results.add(f"pg_{path}_msgs_per_s", "/s", collected[f"pg_{path}_msgs_per_s"])
+    results.add(f"pg_{path}_cpu_us_per_msg", "µs", collected[f"pg_{path}_cpu_us_per_msg"])
+    server = asyncio.run(
+        _postgres_admin(
+            url,
+            "SELECT split_part(current_setting('server_version'), ' ', 1)"
+            " || ', synchronous_commit=' || current_setting('synchronous_commit')",
+        )
+    )
+    results.notes.append(
+        f"pg_*: the same path on PostgreSQL {server} (asyncpg, a new schema per run); no"
+        " target; its CPU is this process's only, not the PostgreSQL server's, which shares"
+        " the cores"
+    )
 
 
 def free_port() -> int:
