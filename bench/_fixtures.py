@@ -75,7 +75,8 @@ async def _postgres_admin(url: str, statement: str) -> Any:
 
     from whatsgate.adapters.sql.database import create_engine_for
 
-    engine = create_engine_for(url)
+    # CREATE/DROP DATABASE cannot run inside a transaction.
+    engine = create_engine_for(url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.begin() as conn:
             result = await conn.execute(text(statement))
@@ -85,19 +86,17 @@ async def _postgres_admin(url: str, statement: str) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def postgres_engine(url: str, prefix: str, **kwargs: Any) -> AsyncIterator[Any]:
-    """An engine (whatsgate's ``create_engine_for``, server defaults: durable commits) on a
-    new schema of its own, migrated, in the database at ``url``; the schema is dropped
-    afterwards. ``kwargs`` go to ``create_engine_for``."""
+async def postgres_engine(url: str, prefix: str) -> AsyncIterator[Any]:
+    """An engine (whatsgate's ``create_engine_for``, the server's own settings) on a new
+    schema of its own, migrated, in the database at ``url``; the schema is dropped
+    afterwards."""
     from whatsgate.adapters.sql.database import create_engine_for
     from whatsgate.adapters.sql.migrations import migrate
 
     schema = f"wg_bench_{prefix}_{uuid.uuid4().hex[:12]}"
     await _postgres_admin(url, f'CREATE SCHEMA "{schema}"')
     try:
-        engine = create_engine_for(
-            url, connect_args={"server_settings": {"search_path": schema}}, **kwargs
-        )
+        engine = create_engine_for(url, connect_args={"server_settings": {"search_path": schema}})
         try:
             await migrate(engine)
             yield engine
@@ -107,20 +106,37 @@ async def postgres_engine(url: str, prefix: str, **kwargs: Any) -> AsyncIterator
         await _postgres_admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@contextlib.contextmanager
+def postgres_database(url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the server at ``url`` (for a server process, which takes a URL
+    only); yields its URL and drops it afterwards."""
+    from sqlalchemy.engine import make_url
+
+    name = f"wg_bench_{prefix}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def add_postgres_row(
     results: Results,
     collected: dict[str, list[float]],
-    path: str,
     url: str | None,
     why_not: str | None,
+    how: str,
 ) -> None:
-    """Record ``pg_<path>_msgs_per_s`` and ``pg_<path>_cpu_us_per_msg``, or a note saying why
-    the PostgreSQL row was skipped. No target: the issue's targets are SQLite's."""
+    """Record the ``pg_*`` metrics collected and a note on how they were measured (``how``),
+    or a note saying why the PostgreSQL row was skipped. No target: the issue's targets are
+    SQLite's."""
     if url is None:
         results.notes.append(f"PostgreSQL row skipped: {why_not} (a postgresql:// URL measures it)")
         return
-    results.add(f"pg_{path}_msgs_per_s", "/s", collected[f"pg_{path}_msgs_per_s"])
-    results.add(f"pg_{path}_cpu_us_per_msg", "µs", collected[f"pg_{path}_cpu_us_per_msg"])
+    for metric, values in collected.items():
+        if metric.startswith("pg_"):
+            unit = "µs" if "_us_" in metric else "ms" if metric.endswith("_ms") else "/s"
+            results.add(metric, unit, values)
     server = asyncio.run(
         _postgres_admin(
             url,
@@ -128,11 +144,7 @@ def add_postgres_row(
             " || ', synchronous_commit=' || current_setting('synchronous_commit')",
         )
     )
-    results.notes.append(
-        f"pg_*: the same path on PostgreSQL {server} (asyncpg, a new schema per run); no"
-        " target; its CPU is this process's only, not the PostgreSQL server's, which shares"
-        " the cores"
-    )
+    results.notes.append(f"pg_*: the same path on PostgreSQL {server} (asyncpg), {how}; no target")
 
 
 def free_port() -> int:
