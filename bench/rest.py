@@ -139,6 +139,16 @@ def page_size(directory: Path) -> int:
     return len(body)
 
 
+def _last_error(log: Path) -> str:
+    """The server's last logged error line, to say why a run failed ("" if none)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return f" (server log: {errors[-1].strip()[:300]})" if errors else ""
+
+
 def measured(
     directory: Path,
     connections: int,
@@ -184,6 +194,7 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
                 page_bytes = page_size(tmp)
         params["page_bytes"] = page_bytes
         pg_database = None
+        pg_failures: list[str] = []
         if why_not is None and pg_url is not None:
             pg_database = stack.enter_context(postgres_database(pg_url, "rest"))
             (tmp / "pg").mkdir()
@@ -197,8 +208,13 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
             if why_not is None:
                 figures.update(measured(tmp, connections, seconds, not quick))
             if pg_database is not None:
-                on_pg = measured(tmp / "pg", connections, seconds, not quick, pg_database)
-                figures.update({f"pg_{k}": v for k, v in on_pg.items()})
+                try:
+                    on_pg = measured(tmp / "pg", connections, seconds, not quick, pg_database)
+                except RuntimeError as exc:
+                    # The SQLite figures of this run stand; the failure is reported.
+                    pg_failures.append(f"{exc}{_last_error(tmp / 'pg' / 'server.log')}")
+                else:
+                    figures.update({f"pg_{k}": v for k, v in on_pg.items()})
             return figures
 
         collected = repeat(runs, once)
@@ -218,6 +234,7 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         " server shares the cores with whatsgate and the load generator"
     )
     add_postgres_row(results, collected, pg_url, pg_why_not, how)
+    results.notes.extend(f"PostgreSQL run failed: {failure}" for failure in pg_failures)
     return finish(results)
 
 
