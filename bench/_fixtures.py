@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import os
@@ -11,12 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench._harness import ROOT
+from bench._harness import ROOT, Results
 
 #: The pragmas whatsgate's SQLite adapter sets on each connection; references use the same.
 SQLITE_PRAGMAS = (
@@ -54,6 +56,95 @@ def sqlite_connect(path: Path) -> sqlite3.Connection:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+#: Where the PostgreSQL rows run (``postgresql://user@host:port/db``); unset: they are skipped.
+POSTGRES_ENV = "WHATSGATE_BENCH_POSTGRES_URL"
+
+
+def postgres_url() -> tuple[str | None, str | None]:
+    """The PostgreSQL URL to measure on, or None and why the PostgreSQL row is skipped."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        return None, f"{POSTGRES_ENV} is not set"
+    return url, None
+
+
+async def _postgres_admin(url: str, statement: str) -> Any:
+    from sqlalchemy import text
+
+    from whatsgate.adapters.sql.database import create_engine_for
+
+    # CREATE/DROP DATABASE cannot run inside a transaction.
+    engine = create_engine_for(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def postgres_engine(url: str, prefix: str) -> AsyncIterator[Any]:
+    """An engine (whatsgate's ``create_engine_for``, the server's own settings) on a new
+    schema of its own, migrated, in the database at ``url``; the schema is dropped
+    afterwards."""
+    from whatsgate.adapters.sql.database import create_engine_for
+    from whatsgate.adapters.sql.migrations import migrate
+
+    schema = f"wg_bench_{prefix}_{uuid.uuid4().hex[:12]}"
+    await _postgres_admin(url, f'CREATE SCHEMA "{schema}"')
+    try:
+        engine = create_engine_for(url, connect_args={"server_settings": {"search_path": schema}})
+        try:
+            await migrate(engine)
+            yield engine
+        finally:
+            await engine.dispose()
+    finally:
+        await _postgres_admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def postgres_database(url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the server at ``url`` (for a server process, which takes a URL
+    only); yields its URL and drops it afterwards."""
+    from sqlalchemy.engine import make_url
+
+    name = f"wg_bench_{prefix}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def add_postgres_row(
+    results: Results,
+    collected: dict[str, list[float]],
+    url: str | None,
+    why_not: str | None,
+    how: str,
+) -> None:
+    """Record the ``pg_*`` metrics collected and a note on how they were measured (``how``),
+    or a note saying why the PostgreSQL row was skipped. No target: the issue's targets are
+    SQLite's."""
+    if url is None:
+        results.notes.append(f"PostgreSQL row skipped: {why_not} (a postgresql:// URL measures it)")
+        return
+    for metric, values in collected.items():
+        if metric.startswith("pg_"):
+            unit = "µs" if "_us_" in metric else "ms" if metric.endswith("_ms") else "/s"
+            results.add(metric, unit, values)
+    server = asyncio.run(
+        _postgres_admin(
+            url,
+            "SELECT split_part(current_setting('server_version'), ' ', 1)"
+            " || ', synchronous_commit=' || current_setting('synchronous_commit')",
+        )
+    )
+    results.notes.append(f"pg_*: the same path on PostgreSQL {server} (asyncpg), {how}; no target")
 
 
 def free_port() -> int:

@@ -34,6 +34,7 @@ PACKAGES = (
     "whatsgate",
     "sqlalchemy",
     "aiosqlite",
+    "asyncpg",
     "litestar",
     "uvicorn",
     "python-socketio",

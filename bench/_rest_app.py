@@ -4,7 +4,8 @@
 organization with a known admin key, adds one paired session (not running: sends queue) and
 bulk-loads C conversations of M/C messages each (rows built from real domain objects, written
 through the SQL adapter's tables). ``python -m bench._rest_app serve --dir D --port P`` runs
-``whatsgate serve`` (sandbox engine) on it and prints ``READY <json>``.
+``whatsgate serve`` (sandbox engine) on it and prints ``READY <json>``. ``--database-url U``
+(both actions) puts the database there, on PostgreSQL, instead of ``D/whatsgate.db``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ ADMIN_KEY = "wg-bench-admin-key-0123456789abcdef"
 INFO_FILE = "bench-info.json"
 
 
-async def _bootstrap(directory: Path) -> dict[str, str]:
+async def _bootstrap(directory: Path, database_url: str | None) -> dict[str, str]:
     from whatsgate.adapters.clock import SystemClock
     from whatsgate.adapters.sql.database import create_engine_for
     from whatsgate.adapters.sql.migrations import migrate
@@ -34,7 +36,7 @@ async def _bootstrap(directory: Path) -> dict[str, str]:
     from whatsgate.domain.session import Session
     from whatsgate.usecases.auth import Bootstrap, BootstrapCommand
 
-    url = sqlite_url(directory / "whatsgate.db")
+    url = database_url or sqlite_url(directory / "whatsgate.db")
     await migrate(url)
     engine = create_engine_for(url)
     try:
@@ -57,11 +59,11 @@ async def _bootstrap(directory: Path) -> dict[str, str]:
     return {"organization_id": boot.organization.id, "session_id": session.id}
 
 
-def _load(directory: Path, ids: dict[str, str], messages: int, conversations: int) -> None:
-    """Bulk rows through SQLAlchemy Core (sync), 5,000 per transaction."""
-    from sqlalchemy import create_engine
-
-    from whatsgate.adapters.sql import mapping, tables
+def _batches(
+    ids: dict[str, str], messages: int, conversations: int
+) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """The conversation and message rows to load, about 5,000 messages at a time."""
+    from whatsgate.adapters.sql import mapping
     from whatsgate.domain.conversation import Conversation
     from whatsgate.domain.ids import new_id
     from whatsgate.domain.jid import Jid
@@ -69,21 +71,9 @@ def _load(directory: Path, ids: dict[str, str], messages: int, conversations: in
 
     per = max(1, messages // conversations)
     start = now() - timedelta(days=20)
-    engine = create_engine(f"sqlite:///{directory / 'whatsgate.db'}")
     org, sid = ids["organization_id"], ids["session_id"]
     conv_rows: list[dict[str, Any]] = []
     msg_rows: list[dict[str, Any]] = []
-
-    def flush(force: bool = False) -> None:
-        if len(msg_rows) < 5_000 and not force:
-            return
-        with engine.begin() as conn:
-            if conv_rows:
-                conn.execute(tables.conversations.insert(), conv_rows)
-            if msg_rows:
-                conn.execute(tables.messages.insert(), msg_rows)
-        conv_rows.clear()
-        msg_rows.clear()
 
     for c in range(conversations):
         chat = Jid.parse(f"55119{c:08d}@s.whatsapp.net")
@@ -143,23 +133,72 @@ def _load(directory: Path, ids: dict[str, str], messages: int, conversations: in
         if last is not None:
             conversation.register_message(last, last.timestamp)
         conv_rows.append(mapping.conversation_row(conversation))
-        flush()
-    flush(force=True)
+        if len(msg_rows) >= 5_000:
+            yield conv_rows, msg_rows
+            conv_rows, msg_rows = [], []
+    if conv_rows or msg_rows:
+        yield conv_rows, msg_rows
+
+
+def _load(directory: Path, ids: dict[str, str], messages: int, conversations: int) -> None:
+    """Bulk rows through SQLAlchemy Core (sync), 5,000 per transaction."""
+    from sqlalchemy import create_engine
+
+    from whatsgate.adapters.sql import tables
+
+    engine = create_engine(f"sqlite:///{directory / 'whatsgate.db'}")
+    for conv_rows, msg_rows in _batches(ids, messages, conversations):
+        with engine.begin() as conn:
+            if conv_rows:
+                conn.execute(tables.conversations.insert(), conv_rows)
+            if msg_rows:
+                conn.execute(tables.messages.insert(), msg_rows)
     engine.dispose()
 
 
-def seed(directory: Path, messages: int, conversations: int) -> None:
+async def _load_postgres(
+    database_url: str, ids: dict[str, str], messages: int, conversations: int
+) -> None:
+    """The same rows on PostgreSQL through SQLAlchemy Core on asyncpg (multi-row INSERTs),
+    5,000 per transaction, then ANALYZE (as autovacuum would after such a load)."""
+    from sqlalchemy import text
+
+    from whatsgate.adapters.sql import tables
+    from whatsgate.adapters.sql.database import create_engine_for
+
+    engine = create_engine_for(database_url)
+    try:
+        for conv_rows, msg_rows in _batches(ids, messages, conversations):
+            async with engine.begin() as conn:
+                if conv_rows:
+                    await conn.execute(tables.conversations.insert(), conv_rows)
+                if msg_rows:
+                    await conn.execute(tables.messages.insert(), msg_rows)
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
+
+
+def seed(
+    directory: Path, messages: int, conversations: int, database_url: str | None = None
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    ids = asyncio.run(_bootstrap(directory))
-    _load(directory, ids, messages, conversations)
+    ids = asyncio.run(_bootstrap(directory, database_url))
+    if database_url is None:
+        _load(directory, ids, messages, conversations)
+    else:
+        asyncio.run(_load_postgres(database_url, ids, messages, conversations))
     ids["token"] = ADMIN_KEY
     (directory / INFO_FILE).write_text(json.dumps(ids))
     print(f"seeded {messages} messages in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
-def serve(directory: Path, port: int) -> None:
+def serve(directory: Path, port: int, database_url: str | None = None) -> None:
     """``whatsgate serve`` on the seeded directory (sandbox engine, warnings only)."""
+    if database_url is not None:
+        os.environ["WHATSGATE_DATABASE_URL"] = database_url
     os.environ.update(
         WHATSGATE_DATA_DIR=str(directory),
         WHATSGATE_ADMIN_API_KEY=ADMIN_KEY,
@@ -181,11 +220,12 @@ def _main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--messages", type=int, default=1_000)
     parser.add_argument("--conversations", type=int, default=100)
+    parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     if args.action == "seed":
-        seed(args.dir, args.messages, args.conversations)
+        seed(args.dir, args.messages, args.conversations, args.database_url)
     else:
-        serve(args.dir, args.port)
+        serve(args.dir, args.port, args.database_url)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ stops when the last ``message.new`` has been published: every message is committ
 is published, so this is the rate of the whole inbound path up to the publishers.
 
 Targets: ≥ 10x the reference and ≥ 5,000 msgs/s.
+
+With ``WHATSGATE_BENCH_POSTGRES_URL`` set, the measured ingest runs on PostgreSQL too
+(``pg_ingest_*``), in a new migrated schema each run: a figure to report, no target.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from typing import Any
 
 from bench._fixtures import (
     SQLITE_PRAGMAS,
+    add_postgres_row,
     incoming,
     missing,
+    postgres_engine,
+    postgres_url,
     scratch_dir,
     seed_session,
     sqlite_url,
@@ -109,53 +115,70 @@ class CountingPublisher:
                 self.done.set()
 
 
-async def measured(n: int, producers: int, chats: int) -> tuple[float, float]:
-    """ProcessIncomingMessage + EventDispatcher on SQLite. Returns messages/s and the
-    process's CPU time per message in µs (every thread: the driver's too)."""
+async def ingest_into(engine: Any, messages: list[Any], producers: int) -> tuple[float, float]:
+    """ProcessIncomingMessage + EventDispatcher into the migrated database of ``engine``.
+    Returns messages/s and the process's CPU time per message in µs (every thread: the
+    driver's too)."""
     from whatsgate.adapters.clock import SystemClock
-    from whatsgate.adapters.sql.database import create_engine_for
-    from whatsgate.adapters.sql.migrations import migrate
     from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
     from whatsgate.usecases.dispatch import EventDispatcher
     from whatsgate.usecases.ingest import IncomingMessageCommand, ProcessIncomingMessage
 
-    messages = [incoming(i, n, chats) for i in range(n)]
+    n = len(messages)
     clock = SystemClock()
+    publisher = CountingPublisher(n)
+    dispatcher: EventDispatcher | None = None
+
+    def wake(events: Any) -> None:
+        if dispatcher is not None:
+            dispatcher.wake(events)
+
+    uow = SqlUnitOfWorkFactory(engine, on_commit=wake)
+    session_id = await seed_session(uow)
+    dispatcher = EventDispatcher(uow, {"bench": publisher}, clock)
+    ingest = ProcessIncomingMessage(uow, clock)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for message in messages:
+        queue.put_nowait(message)
+
+    async def producer() -> None:
+        while not queue.empty():
+            message = queue.get_nowait()
+            await ingest(IncomingMessageCommand(session_id=session_id, message=message))
+
+    dispatcher.start()
+    start, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(producer() for _ in range(producers)))
+    await asyncio.wait_for(publisher.done.wait(), timeout=300)
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    await dispatcher.stop()
+    return n / elapsed, cpu / n * 1e6
+
+
+async def measured(n: int, producers: int, chats: int) -> tuple[float, float]:
+    """ProcessIncomingMessage + EventDispatcher on SQLite. Returns messages/s and the
+    process's CPU time per message in µs (every thread: the driver's too)."""
+    from whatsgate.adapters.sql.database import create_engine_for
+    from whatsgate.adapters.sql.migrations import migrate
+
+    messages = [incoming(i, n, chats) for i in range(n)]
     with scratch_dir("ingest") as tmp:
         url = sqlite_url(tmp / "whatsgate.db")
         await migrate(url)
         engine = create_engine_for(url)
         try:
-            publisher = CountingPublisher(n)
-            dispatcher: EventDispatcher | None = None
-
-            def wake(events: Any) -> None:
-                if dispatcher is not None:
-                    dispatcher.wake(events)
-
-            uow = SqlUnitOfWorkFactory(engine, on_commit=wake)
-            session_id = await seed_session(uow)
-            dispatcher = EventDispatcher(uow, {"bench": publisher}, clock)
-            ingest = ProcessIncomingMessage(uow, clock)
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            for message in messages:
-                queue.put_nowait(message)
-
-            async def producer() -> None:
-                while not queue.empty():
-                    message = queue.get_nowait()
-                    await ingest(IncomingMessageCommand(session_id=session_id, message=message))
-
-            dispatcher.start()
-            start, cpu = time.perf_counter(), time.process_time()
-            await asyncio.gather(*(producer() for _ in range(producers)))
-            await asyncio.wait_for(publisher.done.wait(), timeout=300)
-            elapsed = time.perf_counter() - start
-            cpu = time.process_time() - cpu
-            await dispatcher.stop()
+            return await ingest_into(engine, messages, producers)
         finally:
             await engine.dispose()
-    return n / elapsed, cpu / n * 1e6
+
+
+async def measured_postgres(url: str, n: int, producers: int, chats: int) -> tuple[float, float]:
+    """The same ingest on PostgreSQL (asyncpg), in a new migrated schema dropped afterwards.
+    The CPU time is this process's only: the PostgreSQL server's is not counted."""
+    messages = [incoming(i, n, chats) for i in range(n)]
+    async with postgres_engine(url, "ingest") as engine:
+        return await ingest_into(engine, messages, producers)
 
 
 def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
@@ -164,6 +187,7 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
     params = {"reference_rows": n_ref, "messages": n, "producers": producers, "chats": chats}
     results = Results(NAME, quick, runs, params=params)
     why_not = missing(*MEASURED)
+    pg_url, pg_why_not = postgres_url()
 
     def once() -> dict[str, float]:
         figures = {"reference_rows_per_s": asyncio.run(reference(n_ref))}
@@ -171,6 +195,10 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
             rate, cpu = asyncio.run(measured(n, producers, chats))
             figures["ingest_msgs_per_s"] = rate
             figures["ingest_cpu_us_per_msg"] = cpu
+            if pg_url is not None:
+                rate, cpu = asyncio.run(measured_postgres(pg_url, n, producers, chats))
+                figures["pg_ingest_msgs_per_s"] = rate
+                figures["pg_ingest_cpu_us_per_msg"] = cpu
         return figures
 
     collected = repeat(runs, once)
@@ -185,6 +213,11 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
     rate = results.median("ingest_msgs_per_s")
     results.check("≥ 10x the reference", ratio, ratio >= 10)
     results.check("≥ 5,000 msgs/s", rate, rate >= 5_000)
+    how = (
+        "a new schema per run; its CPU is this process's only, not the PostgreSQL server's,"
+        " which shares the cores"
+    )
+    add_postgres_row(results, collected, pg_url, pg_why_not, how)
     return finish(results)
 
 

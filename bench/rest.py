@@ -13,6 +13,10 @@ load generator share the 2 cores: both the reference and the measured path pay t
 
 Targets: conversations p99 < 15 ms; POST ≥ 0.3x the reference req/s.
 
+With ``WHATSGATE_BENCH_POSTGRES_URL`` set, the same app also serves the same data from
+PostgreSQL (``pg_*``): a new database per invocation, seeded like the SQLite one (multi-row
+INSERTs, then ANALYZE) and dropped at the end; a figure to report, no target.
+
 Seeding 1M messages takes a minute or two. ``WHATSGATE_BENCH_REST_SEED=<dir>`` keeps a seeded
 database there (one per size) and copies it for each invocation, so runs while iterating skip
 the seeding; every invocation still starts from the same freshly seeded state.
@@ -20,6 +24,7 @@ the seeding; every invocation still starts from the same freshly seeded state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +32,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench._fixtures import missing, scratch_dir, spawn, start_server, stop
+from bench._fixtures import (
+    add_postgres_row,
+    missing,
+    postgres_database,
+    postgres_url,
+    scratch_dir,
+    spawn,
+    start_server,
+    stop,
+)
 from bench._harness import Results, cli, default_runs, finish, repeat
 from bench._loadgen import load, wrk_available
 
@@ -77,7 +91,10 @@ def _get(port: int, path: str, token: str) -> bytes:
     return body
 
 
-def seed(directory: Path, messages: int, conversations: int) -> None:
+def seed(
+    directory: Path, messages: int, conversations: int, database_url: str | None = None
+) -> None:
+    database = () if database_url is None else ("--database-url", database_url)
     process = spawn(
         "bench._rest_app",
         "seed",
@@ -87,6 +104,7 @@ def seed(directory: Path, messages: int, conversations: int) -> None:
         str(messages),
         "--conversations",
         str(conversations),
+        *database,
     )
     if process.wait(1800) != 0:
         raise RuntimeError("seeding the REST database failed")
@@ -121,9 +139,26 @@ def page_size(directory: Path) -> int:
     return len(body)
 
 
-def measured(directory: Path, connections: int, seconds: float, warm_up: bool) -> dict[str, float]:
+def _last_error(log: Path) -> str:
+    """The server's last logged error line, to say why a run failed ("" if none)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return f" (server log: {errors[-1].strip()[:300]})" if errors else ""
+
+
+def measured(
+    directory: Path,
+    connections: int,
+    seconds: float,
+    warm_up: bool,
+    database_url: str | None = None,
+) -> dict[str, float]:
+    database = () if database_url is None else ("--database-url", database_url)
     server, port, info = start_server(
-        "bench._rest_app", "serve", "--dir", str(directory), log=directory / "server.log"
+        "bench._rest_app", "serve", "--dir", str(directory), *database, log=directory / "server.log"
     )
     base = f"/api/v1/sessions/{info['session_id']}"
     try:
@@ -148,7 +183,9 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
         "load_tool": "wrk" if wrk_available() else "python",
     }
     results = Results(NAME, quick, runs, params=params)
-    with scratch_dir("rest") as tmp:
+    pg_url, pg_why_not = postgres_url()
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(scratch_dir("rest"))
         page_bytes = DEFAULT_PAGE_BYTES
         if why_not is None:
             params.update(messages=messages, conversations=conversations)
@@ -156,6 +193,12 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
             if not quick:  # a quick run keeps the default size: one server start less
                 page_bytes = page_size(tmp)
         params["page_bytes"] = page_bytes
+        pg_database = None
+        pg_failures: list[str] = []
+        if why_not is None and pg_url is not None:
+            pg_database = stack.enter_context(postgres_database(pg_url, "rest"))
+            (tmp / "pg").mkdir()
+            seed(tmp / "pg", messages, conversations, pg_database)
 
         def once() -> dict[str, float]:
             figures = {
@@ -164,11 +207,20 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
             }
             if why_not is None:
                 figures.update(measured(tmp, connections, seconds, not quick))
+            if pg_database is not None:
+                try:
+                    on_pg = measured(tmp / "pg", connections, seconds, not quick, pg_database)
+                except RuntimeError as exc:
+                    # The SQLite figures of this run stand; the failure is reported.
+                    pg_failures.append(f"{exc}{_last_error(tmp / 'pg' / 'server.log')}")
+                else:
+                    figures.update({f"pg_{k}": v for k, v in on_pg.items()})
             return figures
 
         collected = repeat(runs, once)
     for metric, values in collected.items():
-        results.add(metric, "ms" if metric.endswith("_ms") else "/s", values)
+        if not metric.startswith("pg_"):
+            results.add(metric, "ms" if metric.endswith("_ms") else "/s", values)
     if why_not is not None:
         results.notes.append(f"measured path skipped: {why_not}")
         return finish(results)
@@ -177,6 +229,12 @@ def main(quick: bool = False, runs: int | None = None) -> dict[str, Any]:
     p99 = results.median("get_p99_ms")
     results.check("conversations p99 < 15 ms", p99, p99 < 15)
     results.check("POST >= 0.3x the reference req/s", ratio, ratio >= 0.3)
+    how = (
+        "a new database per invocation, seeded like the SQLite one, then ANALYZE; the database"
+        " server shares the cores with whatsgate and the load generator"
+    )
+    add_postgres_row(results, collected, pg_url, pg_why_not, how)
+    results.notes.extend(f"PostgreSQL run failed: {failure}" for failure in pg_failures)
     return finish(results)
 
 
