@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from whatsgate.domain.auth import Principal
 from whatsgate.domain.errors import (
+    AlreadyExists,
     InvalidInput,
     InvalidJid,
     InvalidMessage,
@@ -23,6 +24,7 @@ from whatsgate.domain.errors import (
     SessionNotRunning,
 )
 from whatsgate.domain.events import ConversationUpdated, MessageReceived
+from whatsgate.domain.ids import new_id
 from whatsgate.domain.jid import Jid, normalize_phone
 from whatsgate.domain.message import (
     MEDIA_KINDS,
@@ -47,6 +49,9 @@ from whatsgate.usecases.access import visible_sender
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.outbox")
+
+#: How many times a send is queued when it loses races for a new conversation or contact.
+_ATTEMPTS = 3
 
 #: Kinds WhatsApp shows no caption on.
 _NO_CAPTION = frozenset({MessageKind.AUDIO, MessageKind.VOICE, MessageKind.STICKER})
@@ -149,7 +154,29 @@ class SendMessage:
         self, command: SendMessageCommand, *, principal: Principal | None = None
     ) -> SendMessageResult:
         """With ``principal``, its right to send (``Access.sender``) is checked first, in the
-        same unit of work as the send: one transaction and one read of the session."""
+        same unit of work as the send: one transaction and one read of the session.
+
+        Sends that race for a conversation or contact that does not exist yet (the first
+        messages to a new number, sent at once, or one sent as the number writes in) each
+        create it; the database takes one, and the others fail on its unique key
+        (``AlreadyExists``) having written nothing: they queue again, and find it."""
+        message_id = new_id()  # the same on every attempt: so is the media's key
+        for _ in range(_ATTEMPTS - 1):
+            try:
+                return await self._queue(command, principal, message_id)
+            except AlreadyExists:
+                log.info(
+                    "session %s: the conversation or contact of %s was created meanwhile; "
+                    "queueing again",
+                    command.session_id,
+                    command.to,
+                    extra={"session_id": command.session_id},
+                )
+        return await self._queue(command, principal, message_id)
+
+    async def _queue(
+        self, command: SendMessageCommand, principal: Principal | None, message_id: str
+    ) -> SendMessageResult:
         now = self.clock.now()
         async with self.uow() as uow:
             found = None
@@ -173,6 +200,7 @@ class SendMessage:
                 target = await _resolve(uow, session, command.reaction.message_id, "reaction")
             conversation, _ = await conversation_for(uow, session, to, now)
             message = Message(
+                id=message_id,
                 organization_id=session.organization_id,
                 session_id=session.id,
                 conversation_id=conversation.id,
