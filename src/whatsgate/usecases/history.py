@@ -8,17 +8,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from whatsgate.domain.errors import ConversationNotFound, InvalidInput, SessionNotFound
+from whatsgate.domain.errors import (
+    AlreadyExists,
+    ConversationNotFound,
+    InvalidInput,
+    SessionNotFound,
+)
 from whatsgate.domain.events import ContactsSynced, HistorySyncProgress
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.session import Session
 from whatsgate.ports.clock import Clock
-from whatsgate.ports.engine import ContactInfo, ContactsBatch, HistoryBatch
+from whatsgate.ports.engine import ContactInfo, ContactsBatch, HistoryBatch, IncomingMessage
 from whatsgate.ports.repositories import UnitOfWorkFactory
 from whatsgate.usecases.connections import SessionConnections
 from whatsgate.usecases.ingest import MessageIngestion
 
 log = logging.getLogger("whatsgate.history")
+
+#: How many times a history chunk is stored when it loses races for new conversations or
+#: contacts to live ingest or a send.
+_ATTEMPTS = 3
 
 
 async def _merge_contacts(
@@ -128,35 +137,57 @@ class ImportHistory:
         stored = transactions = 0
         processed = start
         for index, (low, high) in enumerate(bounds):
-            now = self.clock.now()
-            async with self.uow() as uow:
-                ingestion = MessageIngestion(uow, now, live=False)
-                session = await ingestion.session(sid)
-                if index == 0:
-                    await _merge_contacts(ingestion, session, batch.contacts, batch.lid_mappings)
-                recent = [m for m in messages[low:high] if m.timestamp >= cutoff]
-                await ingestion.prefetch(sid, recent)
-                for message in recent:
-                    await ingestion.apply(sid, message)
-                inserted = await ingestion.flush()
-                processed = high
-                await uow.events.set_cursor(key, processed)
-                uow.events.add(
-                    HistorySyncProgress(
-                        organization_id=session.organization_id,
-                        session_id=sid,
-                        occurred_at=now,
-                        processed=processed,
-                        total=total,
-                        done=batch.is_last and processed >= total,
-                    )
-                )
-                await uow.commit()
-            stored += len(inserted)
+            recent = [m for m in messages[low:high] if m.timestamp >= cutoff]
+            for _ in range(_ATTEMPTS - 1):
+                try:
+                    inserted = await self._chunk(sid, batch, key, index == 0, recent, high)
+                    break
+                except AlreadyExists:
+                    # Live ingest or a send created one of its conversations or contacts
+                    # meanwhile (the chunk wrote nothing): again, finding them.
+                    log.info("session %s: history chunk raced a live write; again", sid)
+            else:
+                inserted = await self._chunk(sid, batch, key, index == 0, recent, high)
+            processed = high
+            stored += inserted
             transactions += 1
         return ImportHistoryResult(
             stored=stored, processed=processed, total=total, transactions=transactions
         )
+
+    async def _chunk(
+        self,
+        sid: str,
+        batch: HistoryBatch,
+        key: str,
+        first: bool,
+        recent: list[IncomingMessage],
+        processed: int,
+    ) -> int:
+        """Store one chunk and its progress in one unit of work; the messages stored."""
+        now = self.clock.now()
+        async with self.uow() as uow:
+            ingestion = MessageIngestion(uow, now, live=False)
+            session = await ingestion.session(sid)
+            if first:
+                await _merge_contacts(ingestion, session, batch.contacts, batch.lid_mappings)
+            await ingestion.prefetch(sid, recent)
+            for message in recent:
+                await ingestion.apply(sid, message)
+            inserted = await ingestion.flush()
+            await uow.events.set_cursor(key, processed)
+            uow.events.add(
+                HistorySyncProgress(
+                    organization_id=session.organization_id,
+                    session_id=sid,
+                    occurred_at=now,
+                    processed=processed,
+                    total=len(batch.messages),
+                    done=batch.is_last and processed >= len(batch.messages),
+                )
+            )
+            await uow.commit()
+        return len(inserted)
 
     async def handle(self, session_id: str, event: HistoryBatch) -> ImportHistoryResult:
         return await self(ImportHistoryCommand(session_id=session_id, batch=event))

@@ -1,6 +1,7 @@
-"""Sends that race for what does not exist yet (the first messages to a new number, sent at
-once) all succeed, on each database: the loser of the race for the new conversation or
-contact finds the winner's and queues its message there."""
+"""Writers that race for what does not exist yet (the first messages to a new number, sent
+at once, or sent while its history is imported) all succeed, on each database: the loser of
+the race for the new conversation or contact finds the winner's and stores its messages
+there."""
 
 from __future__ import annotations
 
@@ -10,22 +11,25 @@ import random
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.contract.builders import phone, seed
+from tests.contract.builders import World, phone, seed
+from tests.unit.usecases.harness import incoming
 from whatsgate.adapters.memory import MemoryMediaStore
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import MessageKind
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
+from whatsgate.ports.engine import HistoryBatch
 from whatsgate.testing.clock import FakeClock
+from whatsgate.usecases.history import ImportHistory, ImportHistoryCommand
 from whatsgate.usecases.send import SendMessage, SendMessageCommand
 
+TO = "+55 11 90000-0042"
 
-async def test_first_messages_to_a_new_number_sent_at_once_all_queue_in_one_conversation(
-    engine: AsyncEngine,
-) -> None:
+
+async def paired(engine: AsyncEngine) -> tuple[SqlUnitOfWorkFactory, World, SendMessage]:
     make = SqlUnitOfWorkFactory(engine)
     world = await seed(make)
-    async with make() as uow:  # paired
+    async with make() as uow:
         session = await uow.sessions.get(world.session_id)
         assert session is not None
         await uow.sessions.save(dataclasses.replace(session, jid=phone(1)))
@@ -33,7 +37,14 @@ async def test_first_messages_to_a_new_number_sent_at_once_all_queue_in_one_conv
     send = SendMessage(
         make, FakeClock(), MemoryMediaStore(), SendPacer(PacingPolicy(), random.Random(1))
     )
-    to = "+55 11 90000-0042"
+    return make, world, send
+
+
+async def test_first_messages_to_a_new_number_sent_at_once_all_queue_in_one_conversation(
+    engine: AsyncEngine,
+) -> None:
+    make, world, send = await paired(engine)
+    to = TO
 
     async def one(n: int) -> str:
         command = SendMessageCommand(
@@ -48,3 +59,31 @@ async def test_first_messages_to_a_new_number_sent_at_once_all_queue_in_one_conv
         contact = await uow.contacts.get_by_jid(world.session_id, Jid.phone(to))
     assert sorted(m.text or "" for m in messages) == [f"hello {n}" for n in range(4)]
     assert contact is not None
+
+
+async def test_history_imported_while_sending_to_the_new_number_keeps_every_message(
+    engine: AsyncEngine,
+) -> None:
+    make, world, send = await paired(engine)
+    chat = str(Jid.phone(TO))
+    batch = HistoryBatch(
+        messages=tuple(incoming(f"H{n}", chat=chat, text=f"old {n}") for n in range(3)),
+        is_last=True,
+    )
+    history = ImportHistory(make, FakeClock())
+    command = SendMessageCommand(
+        session_id=world.session_id, to=TO, kind=MessageKind.TEXT, text="new"
+    )
+    imported, sent = await asyncio.wait_for(
+        asyncio.gather(
+            history(ImportHistoryCommand(session_id=world.session_id, batch=batch)),
+            send(command),
+        ),
+        30,
+    )
+    assert imported.stored == 3
+    async with make() as uow:
+        found = await uow.conversations.get_by_chat(world.session_id, Jid.phone(TO))
+        assert found is not None and found.id == sent.message.conversation_id
+        page = await uow.messages.list_for_conversation(found.id, limit=10)
+    assert sorted(m.text or "" for m in page.items) == ["new", "old 0", "old 1", "old 2"]
