@@ -6,7 +6,9 @@ import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from whatsgate.adapters.sql.database import (
     BUSY_TIMEOUT_MS,
@@ -16,6 +18,7 @@ from whatsgate.adapters.sql.database import (
     sqlite_url,
 )
 from whatsgate.adapters.sql.onehop import OneHopConnection
+from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 
 
 async def test_sqlite_connections_get_wal_foreign_keys_normal_sync_and_no_waiting_on_the_loop(
@@ -75,3 +78,74 @@ def test_urls_get_the_async_drivers() -> None:
     assert async_url("postgres://db/wg") == "postgresql+asyncpg://db/wg"
     assert async_url("postgresql+asyncpg://db/wg") == "postgresql+asyncpg://db/wg"
     assert async_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+
+
+async def test_units_of_work_take_turns_at_the_pool_in_arrival_order(tmp_path: Path) -> None:
+    """More units of work than connections: they get one in the order they came (the pool's
+    own waiting let newcomers take a connection before a waiter), never more at once than
+    the pool holds, and a wait past the pool timeout fails as the pool's does."""
+    engine = create_engine_for(sqlite_url(tmp_path), pool_size=2, pool_timeout=0.2)
+    make = SqlUnitOfWorkFactory(engine)
+    order: list[int] = []
+    inside = 0
+    most = 0
+    release = asyncio.Event()
+    try:
+
+        async def unit(n: int) -> None:
+            nonlocal inside, most
+            async with make():
+                inside += 1
+                most = max(most, inside)
+                order.append(n)
+                await release.wait()
+                await asyncio.sleep(0)
+                inside -= 1
+
+        tasks = []
+        for n in range(8):
+            tasks.append(asyncio.ensure_future(unit(n)))
+            await asyncio.sleep(0.001)  # arrivals in this order
+        await asyncio.sleep(0.05)
+        assert order == [0, 1]
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert order == list(range(8))
+        assert most == 2
+
+        async with make(), make():
+            with pytest.raises(PoolTimeout):
+                async with make():
+                    pass
+        async with make():  # turns given back: nothing leaked by the failure
+            pass
+    finally:
+        await engine.dispose()
+
+
+async def test_a_waiting_unit_of_work_is_not_overtaken_by_a_newcomer(tmp_path: Path) -> None:
+    """A connection handed back goes to the unit of work that waited for it, not to one that
+    asks in the same instant (the pool alone gave it to the newcomer, and the waiter queued
+    again at the back: under load some requests waited seconds)."""
+    engine = create_engine_for(sqlite_url(tmp_path), pool_size=1)
+    make = SqlUnitOfWorkFactory(engine)
+    got: list[str] = []
+    try:
+
+        async def waiter() -> None:
+            async with make():
+                got.append("waiter")
+
+        holder = make()
+        await holder.__aenter__()
+        waiting = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0.05)  # the waiter waits for the only connection
+        await holder.__aexit__(None, None, None)
+        newcomer = make()  # asks at once, before the waiter had a chance to run
+        await newcomer.__aenter__()  # in this task: no turn of the loop before it asks
+        got.append("newcomer")
+        await newcomer.__aexit__(None, None, None)
+        await asyncio.wait_for(waiting, 5)
+        assert got == ["waiter", "newcomer"]
+    finally:
+        await engine.dispose()

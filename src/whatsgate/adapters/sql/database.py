@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from whatsgate.adapters.sql.onehop import OneHopConnection, WalCheckpointer
@@ -85,6 +86,40 @@ class WriterLock:
 _writers: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
 
 
+class Admission:
+    """Turns at a fixed pool's connections, first come first served: units of work wait
+    here rather than in the pool, whose own waiting lets a newcomer take the connection just
+    handed to a waiter (which then waits again, at the back). Waiting longer than
+    ``timeout`` seconds fails as the pool does."""
+
+    def __init__(self, connections: int, timeout: float) -> None:
+        self.timeout = timeout
+        self._turns = asyncio.Semaphore(connections)
+
+    async def acquire(self) -> None:
+        if not self._turns.locked():
+            await self._turns.acquire()  # a turn is free: taken at once
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._turns.acquire()
+        except TimeoutError as exc:
+            raise PoolTimeout(
+                f"no database connection free within {self.timeout:g} s", code="qp"
+            ) from exc
+
+    def release(self) -> None:
+        self._turns.release()
+
+
+_admissions: weakref.WeakKeyDictionary[Engine, Admission] = weakref.WeakKeyDictionary()
+
+
+def admission(engine: AsyncEngine) -> Admission | None:
+    """The engine's ``Admission`` if it keeps a fixed pool (SQLite files), else None."""
+    return _admissions.get(engine.sync_engine)
+
+
 def writer_lock(engine: AsyncEngine) -> WriterLock | None:
     """The engine's ``WriterLock`` if it is on SQLite; None on other databases, which let
     transactions write concurrently."""
@@ -127,6 +162,7 @@ def create_engine_for(
         return create_async_engine(url, **kwargs)
     database = parsed.database or ""
     file = database not in ("", ":memory:") and not database.startswith("file:")
+    connections: int | None = None
     if file:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         if "poolclass" not in kwargs:
@@ -135,6 +171,7 @@ def create_engine_for(
             # were in flight: keep the same 15, open.
             kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
             kwargs.setdefault("max_overflow", 0)
+            connections = int(kwargs["pool_size"]) + int(kwargs["max_overflow"])
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _one_hop_connect)
     checkpointer = WalCheckpointer(str(Path(database).expanduser())) if file else None
@@ -143,6 +180,12 @@ def create_engine_for(
     )
     event.listen(engine.sync_engine, "connect", pragmas)
     _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
+    if connections is not None:
+        # The pool's own waiting (an asyncio.Queue) lets a newcomer take a connection just
+        # handed to a waiter, which then queues again at the back: at 64 connections some
+        # GETs waited seconds for one (bench/rest.py: p99 0.6-3 s; ~0.2 s in turn).
+        timeout = float(kwargs.get("pool_timeout", 30.0))
+        _admissions[engine.sync_engine] = Admission(connections, timeout)
     return engine
 
 

@@ -18,7 +18,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from whatsgate.adapters.sql.database import writer_lock
+from whatsgate.adapters.sql.database import admission, writer_lock
 from whatsgate.adapters.sql.onehop import OneHopConnection
 from whatsgate.adapters.sql.repositories import (
     SqlApiKeys,
@@ -42,6 +42,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.on_commit = on_commit
         self._connection: AsyncConnection | None = None
         self._writer = writer_lock(engine)
+        self._admission = admission(engine)
         self._writing = False
         #: SQLite's driver connection, which prepared writes reach without SQLAlchemy.
         self._driver: OneHopConnection | None = None
@@ -69,7 +70,14 @@ class SqlUnitOfWork(UnitOfWork):
         if self._connection is not None:
             raise RuntimeError("This unit of work is already open.")
         self.events.staged.clear()
-        self._connection = await self.engine.connect()
+        if self._admission is not None:
+            await self._admission.acquire()
+        try:
+            self._connection = await self.engine.connect()
+        except BaseException:
+            if self._admission is not None:
+                self._admission.release()
+            raise
         self._driver = one_hop_driver(self._connection)
         return self
 
@@ -97,7 +105,11 @@ class SqlUnitOfWork(UnitOfWork):
             await self.rollback()
         finally:
             self._connection = self._driver = None
-            await connection.close()
+            try:
+                await connection.close()
+            finally:
+                if self._admission is not None:
+                    self._admission.release()
 
     async def commit(self) -> None:
         # On SQLite the events' insert commits too, in the same call to the driver; these
