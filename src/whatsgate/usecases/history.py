@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from whatsgate.domain.errors import (
-    AlreadyExists,
-    ConversationNotFound,
-    InvalidInput,
-    SessionNotFound,
-)
+from whatsgate.domain.errors import ConversationNotFound, InvalidInput, SessionNotFound
 from whatsgate.domain.events import ContactsSynced, HistorySyncProgress
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.session import Session
 from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import ContactInfo, ContactsBatch, HistoryBatch, IncomingMessage
 from whatsgate.ports.repositories import UnitOfWorkFactory
+from whatsgate.usecases._races import again_if_raced
 from whatsgate.usecases.connections import SessionConnections
 from whatsgate.usecases.ingest import MessageIngestion
 
 log = logging.getLogger("whatsgate.history")
-
-#: How many times a history chunk is stored when it loses races for new conversations or
-#: contacts to live ingest or a send.
-_ATTEMPTS = 3
 
 
 async def _merge_contacts(
@@ -138,16 +131,11 @@ class ImportHistory:
         processed = start
         for index, (low, high) in enumerate(bounds):
             recent = [m for m in messages[low:high] if m.timestamp >= cutoff]
-            for _ in range(_ATTEMPTS - 1):
-                try:
-                    inserted = await self._chunk(sid, batch, key, index == 0, recent, high)
-                    break
-                except AlreadyExists:
-                    # Live ingest or a send created one of its conversations or contacts
-                    # meanwhile (the chunk wrote nothing): again, finding them.
-                    log.info("session %s: history chunk raced a live write; again", sid)
-            else:
-                inserted = await self._chunk(sid, batch, key, index == 0, recent, high)
+            inserted = await again_if_raced(
+                functools.partial(self._chunk, sid, batch, key, index == 0, recent, high),
+                session_id=sid,
+                what="a history chunk",
+            )
             processed = high
             stored += inserted
             transactions += 1
@@ -243,7 +231,8 @@ class SyncContacts:
     """Merge the account's contacts into the session's.
 
     - Merged by phone JID or LID, never duplicated; names and LIDs learnt, nothing known erased.
-    - One unit of work; publishes ``contacts.synced`` with the number of contacts received.
+    - One unit of work (run again if it lost a race to create a contact: ``again_if_raced``);
+      publishes ``contacts.synced`` with the number of contacts received.
     """
 
     def __init__(
@@ -257,10 +246,17 @@ class SyncContacts:
         contacts = command.contacts
         if contacts is None:
             contacts = tuple(await self.connections.get(command.session_id).contacts())
+        return await again_if_raced(
+            functools.partial(self._merge, command.session_id, contacts),
+            session_id=command.session_id,
+            what="a contact sync",
+        )
+
+    async def _merge(self, session_id: str, contacts: Sequence[ContactInfo]) -> int:
         now = self.clock.now()
         async with self.uow() as uow:
             ingestion = MessageIngestion(uow, now, live=False)
-            session = await ingestion.session(command.session_id)
+            session = await ingestion.session(session_id)
             count = await _merge_contacts(ingestion, session, contacts)
             await ingestion.flush()
             uow.events.add(

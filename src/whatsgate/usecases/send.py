@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from whatsgate.domain.auth import Principal
 from whatsgate.domain.errors import (
-    AlreadyExists,
     InvalidInput,
     InvalidJid,
     InvalidMessage,
@@ -45,13 +44,11 @@ from whatsgate.ports.engine import NumberCheck
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import contact_for, conversation_for
+from whatsgate.usecases._races import again_if_raced
 from whatsgate.usecases.access import visible_sender
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.outbox")
-
-#: How many times a send is queued when it loses races for a new conversation or contact.
-_ATTEMPTS = 3
 
 #: Kinds WhatsApp shows no caption on.
 _NO_CAPTION = frozenset({MessageKind.AUDIO, MessageKind.VOICE, MessageKind.STICKER})
@@ -159,20 +156,14 @@ class SendMessage:
         Sends that race for a conversation or contact that does not exist yet (the first
         messages to a new number, sent at once, or one sent as the number writes in) each
         create it; the database takes one, and the others fail on its unique key
-        (``AlreadyExists``) having written nothing: they queue again, and find it."""
+        (``AlreadyExists``) having written nothing: they queue again, and find it
+        (``again_if_raced``)."""
         message_id = new_id()  # the same on every attempt: so is the media's key
-        for _ in range(_ATTEMPTS - 1):
-            try:
-                return await self._queue(command, principal, message_id)
-            except AlreadyExists:
-                log.info(
-                    "session %s: the conversation or contact of %s was created meanwhile; "
-                    "queueing again",
-                    command.session_id,
-                    command.to,
-                    extra={"session_id": command.session_id},
-                )
-        return await self._queue(command, principal, message_id)
+        return await again_if_raced(
+            lambda: self._queue(command, principal, message_id),
+            session_id=command.session_id,
+            what="a send",
+        )
 
     async def _queue(
         self, command: SendMessageCommand, principal: Principal | None, message_id: str

@@ -18,9 +18,16 @@ from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import MessageKind
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
-from whatsgate.ports.engine import HistoryBatch
+from whatsgate.ports.engine import ContactInfo, HistoryBatch
 from whatsgate.testing.clock import FakeClock
-from whatsgate.usecases.history import ImportHistory, ImportHistoryCommand
+from whatsgate.testing.engine import FakeEngine
+from whatsgate.usecases.connections import SessionConnections
+from whatsgate.usecases.history import (
+    ImportHistory,
+    ImportHistoryCommand,
+    SyncContacts,
+    SyncContactsCommand,
+)
 from whatsgate.usecases.send import SendMessage, SendMessageCommand
 
 TO = "+55 11 90000-0042"
@@ -87,3 +94,32 @@ async def test_history_imported_while_sending_to_the_new_number_keeps_every_mess
         assert found is not None and found.id == sent.message.conversation_id
         page = await uow.messages.list_for_conversation(found.id, limit=10)
     assert sorted(m.text or "" for m in page.items) == ["new", "old 0", "old 1", "old 2"]
+
+
+async def test_contacts_synced_while_sending_to_the_new_number_are_all_kept(
+    engine: AsyncEngine,
+) -> None:
+    make, world, send = await paired(engine)
+    others = [Jid.phone(f"+55 11 90000-{n:04d}") for n in range(100, 400)]
+    book = (
+        ContactInfo(jid=Jid.phone(TO), name="Nina"),
+        *(ContactInfo(jid=jid, name=f"Other {n}") for n, jid in enumerate(others)),
+    )
+    clock = FakeClock()
+    sync = SyncContacts(make, SessionConnections(FakeEngine(clock), clock), clock)
+    command = SendMessageCommand(
+        session_id=world.session_id, to=TO, kind=MessageKind.TEXT, text="new"
+    )
+    count, _ = await asyncio.wait_for(
+        asyncio.gather(
+            sync(SyncContactsCommand(session_id=world.session_id, contacts=book)),
+            send(command),
+        ),
+        30,
+    )
+    assert count == 301
+    async with make() as uow:
+        nina = await uow.contacts.get_by_jid(world.session_id, Jid.phone(TO))
+        kept = [await uow.contacts.get_by_jid(world.session_id, jid) for jid in others]
+    assert nina is not None and nina.name == "Nina"
+    assert all(c is not None for c in kept)
