@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,9 +30,10 @@ from whatsgate.usecases.history import (
     SyncContacts,
     SyncContactsCommand,
 )
-from whatsgate.usecases.send import SendMessage, SendMessageCommand
+from whatsgate.usecases.send import SendMessage, SendMessageCommand, SendMessageResult
 
 TO = "+55 11 90000-0042"
+T = TypeVar("T")
 
 
 async def paired(engine: AsyncEngine) -> tuple[SqlUnitOfWorkFactory, World, SendMessage]:
@@ -45,6 +48,17 @@ async def paired(engine: AsyncEngine) -> tuple[SqlUnitOfWorkFactory, World, Send
         make, FakeClock(), MemoryMediaStore(), SendPacer(PacingPolicy(), random.Random(1))
     )
     return make, world, send
+
+
+async def beside_a_send(
+    send: SendMessage, world: World, other: Awaitable[T]
+) -> tuple[T, SendMessageResult]:
+    """``other`` and a text to ``TO``, at once."""
+    command = SendMessageCommand(
+        session_id=world.session_id, to=TO, kind=MessageKind.TEXT, text="new"
+    )
+    done, sent = await asyncio.wait_for(asyncio.gather(other, send(command)), 30)
+    return done, sent
 
 
 async def test_first_messages_to_a_new_number_sent_at_once_all_queue_in_one_conversation(
@@ -78,15 +92,8 @@ async def test_history_imported_while_sending_to_the_new_number_keeps_every_mess
         is_last=True,
     )
     history = ImportHistory(make, FakeClock())
-    command = SendMessageCommand(
-        session_id=world.session_id, to=TO, kind=MessageKind.TEXT, text="new"
-    )
-    imported, sent = await asyncio.wait_for(
-        asyncio.gather(
-            history(ImportHistoryCommand(session_id=world.session_id, batch=batch)),
-            send(command),
-        ),
-        30,
+    imported, sent = await beside_a_send(
+        send, world, history(ImportHistoryCommand(session_id=world.session_id, batch=batch))
     )
     assert imported.stored == 3
     async with make() as uow:
@@ -107,15 +114,8 @@ async def test_contacts_synced_while_sending_to_the_new_number_are_all_kept(
     )
     clock = FakeClock()
     sync = SyncContacts(make, SessionConnections(FakeEngine(clock), clock), clock)
-    command = SendMessageCommand(
-        session_id=world.session_id, to=TO, kind=MessageKind.TEXT, text="new"
-    )
-    count, _ = await asyncio.wait_for(
-        asyncio.gather(
-            sync(SyncContactsCommand(session_id=world.session_id, contacts=book)),
-            send(command),
-        ),
-        30,
+    count, _ = await beside_a_send(
+        send, world, sync(SyncContactsCommand(session_id=world.session_id, contacts=book))
     )
     assert count == 301
     async with make() as uow:
