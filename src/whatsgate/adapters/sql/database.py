@@ -49,67 +49,59 @@ _SQLITE_PRAGMAS = (
 )
 
 
-class WriterLock:
-    """One writing transaction at a time on a SQLite database, for this process's writers.
+class Turns:
+    """At most ``count`` holders at a time, the others served in arrival order, each as soon
+    as a holder is done. Waiting longer than ``timeout`` seconds fails (``timed_out``)."""
 
-    A unit of work takes it before its first write statement (where SQLite's deferred
-    transaction takes the database's write lock) and gives it back when it commits or rolls
-    back. Waiters are served in arrival order and resume as soon as the holder is done.
-    Waiting longer than ``timeout`` seconds fails as SQLite does when its busy timeout runs out.
-    """
-
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, count: int, timeout: float) -> None:
         self.timeout = timeout
-        self._lock = asyncio.Lock()
-
-    @property
-    def held(self) -> bool:
-        return self._lock.locked()
-
-    async def acquire(self) -> None:
-        if not self._lock.locked():
-            await self._lock.acquire()  # free: taken at once, nothing is awaited
-            return
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._lock.acquire()
-        except TimeoutError as exc:
-            locked = sqlite3.OperationalError("database is locked")
-            raise OperationalError(
-                "-- waiting for this process's other SQLite writer", None, locked
-            ) from exc
-
-    def release(self) -> None:
-        self._lock.release()
-
-
-_writers: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
-
-
-class Admission:
-    """Turns at a fixed pool's connections, first come first served: units of work wait
-    here rather than in the pool, whose own waiting lets a newcomer take the connection just
-    handed to a waiter (which then waits again, at the back). Waiting longer than
-    ``timeout`` seconds fails as the pool does."""
-
-    def __init__(self, connections: int, timeout: float) -> None:
-        self.timeout = timeout
-        self._turns = asyncio.Semaphore(connections)
+        self._turns = asyncio.Semaphore(count)
 
     async def acquire(self) -> None:
         if not self._turns.locked():
-            await self._turns.acquire()  # a turn is free: taken at once
+            await self._turns.acquire()  # free: taken at once, nothing is awaited
             return
         try:
             async with asyncio.timeout(self.timeout):
                 await self._turns.acquire()
         except TimeoutError as exc:
-            raise PoolTimeout(
-                f"no database connection free within {self.timeout:g} s", code="qp"
-            ) from exc
+            raise self.timed_out() from exc
 
     def release(self) -> None:
         self._turns.release()
+
+    def timed_out(self) -> Exception:
+        raise NotImplementedError
+
+
+class WriterLock(Turns):
+    """One writing transaction at a time on a SQLite database, for this process's writers.
+
+    A unit of work takes it before its first write statement (where SQLite's deferred
+    transaction takes the database's write lock) and gives it back when it commits or rolls
+    back. Waiting longer than ``timeout`` seconds fails as SQLite does when its busy timeout
+    runs out.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(1, timeout)
+
+    def timed_out(self) -> Exception:
+        locked = sqlite3.OperationalError("database is locked")
+        return OperationalError("-- waiting for this process's other SQLite writer", None, locked)
+
+
+_writers: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
+
+
+class Admission(Turns):
+    """Turns at a fixed pool's connections: units of work wait here rather than in the
+    pool, whose own waiting lets a newcomer take the connection just handed to a waiter
+    (which then waits again, at the back). Waiting longer than ``timeout`` seconds fails as
+    the pool does."""
+
+    def timed_out(self) -> Exception:
+        return PoolTimeout(f"no database connection free within {self.timeout:g} s", code="qp")
 
 
 _admissions: weakref.WeakKeyDictionary[Engine, Admission] = weakref.WeakKeyDictionary()

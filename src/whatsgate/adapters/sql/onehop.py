@@ -140,23 +140,14 @@ def _execute_then_commit(connection: sqlite3.Connection, sql: str, parameters: A
     return outcome
 
 
-def _commit(connection: sqlite3.Connection) -> None:
-    connection.commit()
-
-
-def _rollback(connection: sqlite3.Connection) -> None:
-    connection.rollback()
-
-
 def _stop() -> int:
     return 1  # the progress handler's "interrupt": the read ran out of its budget
 
 
-def _on_thread(sql: str) -> bool:
-    """Statements never run on the event loop: deletes (any number of rows) and whatever is
-    neither a read nor a write SQLAlchemy is known to send (``WITH …`` may write)."""
-    head = sql.lstrip()[:7].upper()
-    return not head.startswith(("SELECT", "INSERT", "UPDATE", "PRAGMA", "REPLACE"))
+#: How statements that may run on the event loop begin; the rest always go to the thread:
+#: deletes (any number of rows) and what SQLAlchemy is not known to send (``WITH …`` may
+#: write).
+_LOOP_HEADS = ("SELECT", "INSERT", "UPDATE", "PRAGMA", "REPLACE")
 
 
 def _waits(exc: sqlite3.OperationalError) -> bool:
@@ -198,8 +189,9 @@ class OneHopConnection(aiosqlite.Connection):
         trip to the thread."""
         await asyncio.sleep(0)  # let others run between statements, as a hand-over did
         conn = self._loop_connection()
-        if conn is not None and not _on_thread(sql):
-            ran = _on_loop(conn, sql, parameters)
+        head = sql.lstrip()[:7].upper()
+        if conn is not None and head.startswith(_LOOP_HEADS):
+            ran = _on_loop(conn, sql, parameters, read=head.startswith("SELECT"))
             if ran is not None:
                 if commit:
                     await self.commit()
@@ -222,7 +214,7 @@ class OneHopConnection(aiosqlite.Connection):
             return  # closed: nothing is open
         conn = self._loop_connection()
         if conn is None:
-            await self.in_thread(_rollback)
+            await self.in_thread(sqlite3.Connection.rollback)
         elif conn.in_transaction:
             conn.rollback()
         if self._connection is not None:
@@ -234,14 +226,14 @@ class OneHopConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         conn = self._loop_connection()
         if conn is None:
-            await self.in_thread(_commit)
+            await self.in_thread(sqlite3.Connection.commit)
         elif conn.in_transaction:
             try:
                 conn.commit()
             except sqlite3.OperationalError as exc:
                 if not _waits(exc):
                     raise
-                await self.in_thread(_commit)
+                await self.in_thread(sqlite3.Connection.commit)
         self._committed()
 
     def _committed(self) -> None:
@@ -271,11 +263,10 @@ class OneHopConnection(aiosqlite.Connection):
         return await self._execute(_patiently, self, fn, args)  # type: ignore[no-untyped-call]
 
 
-def _on_loop(conn: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome | None:
+def _on_loop(conn: sqlite3.Connection, sql: str, parameters: Any, *, read: bool) -> _Outcome | None:
     """The statement run here (on the event loop), or None if it must run on the thread
     instead: a read past its budget (stopped, nothing changed) or any statement that found
     the database locked by another process (nothing done)."""
-    read = sql.lstrip()[:6].upper() == "SELECT"
     if read:
         conn.set_progress_handler(_stop, READ_BUDGET_STEPS)
     try:
