@@ -383,6 +383,13 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
+    async def begin_write(self) -> None:
+        """This unit of work will write: take its turn now, before it reads. Where writers
+        take turns (SQLite: one at a time), what it reads from here is what it writes over,
+        no other writer's change landing in between; without it the turn is taken at the
+        first write. Where they do not (PostgreSQL), nothing changes."""
+        ...
+
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...

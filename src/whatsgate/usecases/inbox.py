@@ -198,6 +198,7 @@ class AssignConversation:
     async def __call__(self, command: AssignConversationCommand) -> Conversation:
         now = self.clock.now()
         async with self.uow() as uow:
+            await uow.begin_write()
             conversation = await _conversation(uow, command.conversation_id)
             if command.assignee_id is not None:
                 await _check_assignee(uow, conversation, command.assignee_id)
@@ -225,6 +226,7 @@ class SetConversationStatus:
     async def __call__(self, command: SetConversationStatusCommand) -> Conversation:
         now = self.clock.now()
         async with self.uow() as uow:
+            await uow.begin_write()
             conversation = await _conversation(uow, command.conversation_id)
             conversation.set_status(command.status, now)
             await uow.conversations.save(conversation)
@@ -260,6 +262,7 @@ class UpdateConversation:
     async def __call__(self, command: UpdateConversationCommand) -> Conversation:
         now = self.clock.now()
         async with self.uow() as uow:
+            await uow.begin_write()
             conversation = await _conversation(uow, command.conversation_id)
             if not isinstance(command.assignee_id, _Unset):
                 if command.assignee_id is not None:
@@ -293,6 +296,7 @@ class UpdateContact:
 
     async def __call__(self, command: UpdateContactCommand) -> Contact:
         async with self.uow() as uow:
+            await uow.begin_write()
             contact = await uow.contacts.get_by_jid(command.session_id, command.jid)
             if contact is None:
                 raise ContactNotFound(jid=str(command.jid))
@@ -335,6 +339,7 @@ class MarkConversationRead:
     async def __call__(self, command: MarkReadCommand) -> MarkReadResult:
         now = self.clock.now()
         async with self.uow() as uow:
+            await uow.begin_write()
             conversation = await _conversation(uow, command.conversation_id)
             unread = conversation.unread_count
             unread_messages: list[Message] = []
@@ -445,6 +450,7 @@ class ProcessReceipt:
         changed: list[Message] = []
         unknown: list[str] = []
         async with self.uow() as uow:
+            await uow.begin_write()
             session = await uow.sessions.get(command.session_id)
             if session is None:
                 raise SessionNotFound(session_id=command.session_id)

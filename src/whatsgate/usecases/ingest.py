@@ -488,6 +488,7 @@ class ProcessIncomingMessage:
 
     async def _apply(self, commands: list[IncomingMessageCommand]) -> list[IngestResult]:
         async with self.uow() as uow:
+            await uow.begin_write()  # every group writes: one turn and one snapshot for it all
             ingestion = MessageIngestion(uow, self.clock.now(), live=True)
             by_session: dict[str, list[IncomingMessage]] = {}
             for command in commands:

@@ -708,6 +708,9 @@ class MemoryUnitOfWork(UnitOfWork):
     ) -> None:
         await self.rollback()
 
+    async def begin_write(self) -> None:
+        """Nothing to do: the store changes only at commit, all at once, on one thread."""
+
     async def commit(self) -> None:
         store = self.store
         self.tables.apply()

@@ -146,8 +146,8 @@ def _stop() -> int:
 
 #: How statements that may run on the event loop begin; the rest always go to the thread:
 #: deletes (any number of rows) and what SQLAlchemy is not known to send (``WITH …`` may
-#: write).
-_LOOP_HEADS = ("SELECT", "INSERT", "UPDATE", "PRAGMA", "REPLACE")
+#: write). A ``BEGIN IMMEDIATE`` that finds another process writing waits on the thread.
+_LOOP_HEADS = ("SELECT", "INSERT", "UPDATE", "PRAGMA", "REPLACE", "BEGIN")
 
 
 def _waits(exc: sqlite3.OperationalError) -> bool:

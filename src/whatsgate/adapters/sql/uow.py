@@ -88,6 +88,19 @@ class SqlUnitOfWork(UnitOfWork):
             await self._writer.acquire()
             self._writing = True
 
+    async def begin_write(self) -> None:
+        """On SQLite: wait for the process's other writers, then begin the transaction
+        (``BEGIN IMMEDIATE``), so that the reads that follow share it with the writes: one
+        snapshot, and one read lock instead of one per statement (a one-message unit of
+        work of ingest ran ~20 % less SQLite time, bench/live_ingest.py). Elsewhere nothing:
+        PostgreSQL's writers do not take turns."""
+        if self._writer is None:
+            return
+        await self.before_write()
+        driver = self._driver
+        if driver is not None and not driver.in_transaction:
+            await driver.statement("BEGIN IMMEDIATE")
+
     def _end_write(self) -> None:
         if self._writing:
             self._writing = False
@@ -116,7 +129,8 @@ class SqlUnitOfWork(UnitOfWork):
         # commits then end SQLAlchemy's transaction and the driver's, if still open (the
         # prepared writes go to the driver without SQLAlchemy: ``_driver_write``).
         stored = await self.events.write_staged(commit=True)
-        await self.connection.commit()
+        if self.connection.in_transaction():
+            await self.connection.commit()
         if self._driver is not None:
             await self._driver.commit()
         self._end_write()  # on failure, the rollback that follows gives it back
