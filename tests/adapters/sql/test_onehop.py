@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from whatsgate.adapters.sql.database import create_engine_for
+from whatsgate.adapters.sql.database import WriterLock, create_engine_for
 from whatsgate.adapters.sql.onehop import READ_BUDGET_STEPS, OneHopConnection, WalCheckpointer
 
 #: A read of well over ``READ_BUDGET_STEPS`` SQLite steps (and its answer).
@@ -267,6 +267,54 @@ async def test_each_statement_lets_the_loop_run_others_first(engine: AsyncEngine
         await running
         await raw.rollback()
     assert order[:4] == ["other", "statement", "other", "statement"]
+
+
+def _wal_frames(database: Path) -> int:
+    """How long the log is now, in frames (a passive checkpoint says so)."""
+    conn = sqlite3.connect(database)
+    try:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("between_writers", [True, False])
+async def test_a_long_wal_is_started_over_though_writers_never_pause(
+    tmp_path: Path, between_writers: bool
+) -> None:
+    """A writer commits while the checkpoint copies the log, as under steady load: SQLite
+    then never starts the log over (the next writer finds part of it not copied). Once the
+    log is long, the checkpoint copies the rest with the writers' turn held, and the writer
+    after it starts the log over. Without the turn (``writers=None``) the log keeps
+    growing."""
+    database = tmp_path / "x.db"
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+    writer.executemany("INSERT INTO t (b) VALUES (?)", [("x" * 500,)] * 200)
+    turns = WriterLock(5.0)
+    checkpointer = WalCheckpointer(
+        str(database), every_rows=1, writers=turns if between_writers else None, restart_frames=100
+    )
+    await turns.acquire()  # a writer in the middle of its unit of work
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t (b) VALUES ('commit behind the copy')")
+    checkpointer.wrote(1)  # the first copy runs meanwhile, and finds the log long
+    async with asyncio.timeout(5):
+        while checkpointer.checkpoints == 0:  # noqa: ASYNC110 - counted on an executor thread
+            await asyncio.sleep(0.01)
+    writer.execute("COMMIT")
+    turns.release()
+    await checkpointer.wait()
+    assert checkpointer.catch_ups == (1 if between_writers else 0)
+    writer.execute("INSERT INTO t (b) VALUES ('the next writer')")
+    frames = _wal_frames(database)
+    writer.close()
+    if between_writers:
+        assert frames < 10  # started over: this commit's pages only
+    else:
+        assert frames > 200
 
 
 async def test_a_checkpoint_after_the_database_is_gone_does_nothing(tmp_path: Path) -> None:

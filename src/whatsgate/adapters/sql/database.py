@@ -171,12 +171,14 @@ def create_engine_for(
             connections = int(kwargs["pool_size"]) + int(kwargs["max_overflow"])
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _one_hop_connect)
-    checkpointer = WalCheckpointer(str(Path(database).expanduser())) if file else None
+    writers = _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
+    checkpointer = (
+        WalCheckpointer(str(Path(database).expanduser()), writers=writers) if file else None
+    )
     pragmas = functools.partial(
         _apply_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms, checkpointer=checkpointer
     )
     event.listen(engine.sync_engine, "connect", pragmas)
-    _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
     if connections is not None:
         # The pool's own waiting (an asyncio.Queue) lets a newcomer take a connection just
         # handed to a waiter, which then queues again at the back: at 64 connections some

@@ -38,7 +38,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.request import pathname2url
 
 import aiosqlite
@@ -300,9 +300,22 @@ def _patiently(connection: OneHopConnection, fn: Callable[..., Any], args: tuple
 #: How long a checkpoint waits for a lock it needs (another checkpoint, a WAL restart).
 BUSY_WAIT_S = 5.0
 
+#: Log length (frames, a page each) past which a checkpoint also finishes between two
+#: writers, so that the next one starts the log over: 64 MiB of 4 KiB pages.
+RESTART_FRAMES = 16_384
+
+
+class Writers(Protocol):
+    """The turns this process's writers take (``database.WriterLock``)."""
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
 
 class WalCheckpointer:
-    """Checkpoints a SQLite database's WAL on a thread of its own, off the commits.
+    """Checkpoints a SQLite database's WAL on a thread of its own, off the commits, and keeps
+    the log from growing without end.
 
     SQLite's connections checkpoint on their own (``wal_autocheckpoint``) in the commit that
     takes the log past 1,000 pages: that commit then copies the log into the database and
@@ -312,12 +325,30 @@ class WalCheckpointer:
     changed row dirties a page or a few) a passive checkpoint runs on an executor thread,
     one at a time, while units of work go on. Another process on the same file keeps its own
     checkpoints.
+
+    SQLite starts the log over only when a writer begins with all of it copied: under steady
+    writes, each checkpoint ended with new commits behind it, and the log grew without end
+    (240 MB after 3,000 messages of ``bench/live_ingest.py``, its commits slower for it).
+    So once the log is past ``restart_frames``, the checkpoint copies what came meanwhile
+    with the ``writers`` turn held (a few milliseconds, the syncs mostly), and the writer
+    after it starts the log over.
     """
 
-    def __init__(self, database: str, every_rows: int = 1_000) -> None:
+    def __init__(
+        self,
+        database: str,
+        every_rows: int = 1_000,
+        *,
+        writers: Writers | None = None,
+        restart_frames: int = RESTART_FRAMES,
+    ) -> None:
         self.database = database
         self.every_rows = every_rows
+        self.writers = writers
+        self.restart_frames = restart_frames
         self.checkpoints = 0
+        #: Checkpoints that ended between two writers (the log then starts over).
+        self.catch_ups = 0
         self._rows = 0
         self._running: asyncio.Future[None] | None = None
 
@@ -328,10 +359,23 @@ class WalCheckpointer:
         if self._running is not None and not self._running.done():
             return
         self._rows = 0
-        self._running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self._running = asyncio.ensure_future(self._run())
         self._running.add_done_callback(_checkpointed)
 
-    def _checkpoint(self) -> None:
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        frames = await loop.run_in_executor(None, self._checkpoint)
+        if self.writers is None or frames is None or frames < self.restart_frames:
+            return
+        await self.writers.acquire()
+        try:
+            await loop.run_in_executor(None, self._checkpoint)
+        finally:
+            self.writers.release()
+        self.catch_ups += 1
+
+    def _checkpoint(self) -> int | None:
+        """A passive checkpoint; the log's length in frames, None if the file is gone."""
         # Waiting here holds up no unit of work: this is an executor thread. ``mode=rw``:
         # never create the file (it may have been removed since the commit).
         try:
@@ -339,14 +383,15 @@ class WalCheckpointer:
                 f"file:{pathname2url(self.database)}?mode=rw", uri=True, timeout=BUSY_WAIT_S
             )
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             finally:
                 conn.close()
         except sqlite3.Error:
             if not os.path.exists(self.database):
-                return  # removed meanwhile (a finished test or benchmark): nothing to do
+                return None  # removed meanwhile (a finished test or benchmark): nothing to do
             raise
         self.checkpoints += 1
+        return int(frames)
 
     async def wait(self) -> None:
         """Until the checkpoint running (if any) is done."""
