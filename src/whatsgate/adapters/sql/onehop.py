@@ -304,6 +304,11 @@ BUSY_WAIT_S = 5.0
 #: writers, so that the next one starts the log over: 64 MiB of 4 KiB pages.
 RESTART_FRAMES = 16_384
 
+#: Before that, copies without the turn repeat (at most ``CATCH_UP_PASSES`` more) until one
+#: finds at most this many frames come in since the one before.
+CATCH_UP_FRAMES = 256
+CATCH_UP_PASSES = 4
+
 
 class Writers(Protocol):
     """The turns this process's writers take (``database.WriterLock``)."""
@@ -364,9 +369,18 @@ class WalCheckpointer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        frames = await loop.run_in_executor(None, self._checkpoint)
-        if self.writers is None or frames is None or frames < self.restart_frames:
+        log = await loop.run_in_executor(None, self._checkpoint)
+        if self.writers is None or log is None or log[0] < self.restart_frames:
             return
+        # Copy again what came in meanwhile, without the turn, until little came in: the
+        # copy with the turn held then has little left, and holds writers up for its syncs.
+        for _ in range(CATCH_UP_PASSES):
+            copied = log[1]
+            log = await loop.run_in_executor(None, self._checkpoint)
+            if log is None or log[0] < self.restart_frames:
+                return  # gone, or started over by a writer that found it all copied
+            if log[1] - copied <= CATCH_UP_FRAMES:
+                break
         await self.writers.acquire()
         try:
             await loop.run_in_executor(None, self._checkpoint)
@@ -374,8 +388,9 @@ class WalCheckpointer:
             self.writers.release()
         self.catch_ups += 1
 
-    def _checkpoint(self) -> int | None:
-        """A passive checkpoint; the log's length in frames, None if the file is gone."""
+    def _checkpoint(self) -> tuple[int, int] | None:
+        """A passive checkpoint: the log's length and how much of it is copied, in frames;
+        None if the file is gone."""
         # Waiting here holds up no unit of work: this is an executor thread. ``mode=rw``:
         # never create the file (it may have been removed since the commit).
         try:
@@ -383,7 +398,7 @@ class WalCheckpointer:
                 f"file:{pathname2url(self.database)}?mode=rw", uri=True, timeout=BUSY_WAIT_S
             )
             try:
-                _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                _busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             finally:
                 conn.close()
         except sqlite3.Error:
@@ -391,7 +406,7 @@ class WalCheckpointer:
                 return None  # removed meanwhile (a finished test or benchmark): nothing to do
             raise
         self.checkpoints += 1
-        return int(frames)
+        return int(log), int(copied)
 
     async def wait(self) -> None:
         """Until the checkpoint running (if any) is done."""
