@@ -189,6 +189,12 @@ class SendMessage:
             target = None
             if command.reaction is not None:
                 target = await _resolve(uow, session, command.reaction.message_id, "reaction")
+            media = None
+            if command.media is not None:  # before the writers' turn: file I/O holds none up
+                media = await self._store_media(session, kind, message_id, command.media)
+            # What follows reads the conversation and contact it then saves: no other
+            # writer's change (an assignment, an arriving message) may land in between.
+            await uow.begin_write()
             conversation, _ = await conversation_for(uow, session, to, now)
             message = Message(
                 id=message_id,
@@ -207,10 +213,9 @@ class SendMessage:
                 target_wa_id=target,
                 timestamp=now,
                 status=MessageStatus.QUEUED,
+                media=media,
                 created_at=now,
             )
-            if command.media is not None:
-                message.media = await self._store_media(session, message, command.media)
             # Only as many queued messages as pacing's answer depends on are counted: the
             # full count grew with the session's queue on every send.
             needed = self.pacer.ahead_needed(session.id, now)
@@ -253,9 +258,11 @@ class SendMessage:
             self.wake.set()
         return SendMessageResult(message=message, throttled=throttled)
 
-    async def _store_media(self, session: Session, message: Message, media: OutgoingMedia) -> Media:
-        mime = check_media(message.kind, media.mime, media.data)
-        key = media_key(session.id, message.id)
+    async def _store_media(
+        self, session: Session, kind: MessageKind, message_id: str, media: OutgoingMedia
+    ) -> Media:
+        mime = check_media(kind, media.mime, media.data)
+        key = media_key(session.id, message_id)
         await self.media.put(key, media.data)
         return Media(
             mime=mime,

@@ -6,6 +6,8 @@ stay."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +16,45 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.contract.builders import conversation, phone, seed
 from tests.databases import copy_sqlite
 from tests.unit.usecases.harness import incoming
+from whatsgate.adapters.memory import MemoryMediaStore
 from whatsgate.adapters.sql.database import create_engine_for
 from whatsgate.adapters.sql.repositories import one_hop_driver
 from whatsgate.adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 from whatsgate.domain.conversation import ConversationStatus
+from whatsgate.domain.message import MessageKind
+from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.testing.clock import FakeClock
-from whatsgate.usecases.inbox import SetConversationStatus, SetConversationStatusCommand
+from whatsgate.usecases.inbox import (
+    AssignConversation,
+    AssignConversationCommand,
+    SetConversationStatus,
+    SetConversationStatusCommand,
+)
 from whatsgate.usecases.ingest import IncomingMessageCommand, ProcessIncomingMessage
+from whatsgate.usecases.send import SendMessage, SendMessageCommand
 
 
 class PausedAfterRead(SqlUnitOfWorkFactory):
-    """Units of work that, once they have read a conversation, say so (``read``) and wait
-    for ``go`` before going on."""
+    """Units of work that, once they have read a conversation (``conversations.<method>``),
+    say so (``read``) and wait for ``go`` before going on."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, method: str = "get") -> None:
         super().__init__(engine)
+        self.method = method
         self.read = asyncio.Event()
         self.go = asyncio.Event()
 
     def __call__(self) -> SqlUnitOfWork:
         uow = super().__call__()
-        get = uow.conversations.get
+        read = getattr(uow.conversations, self.method)
 
-        async def get_then_wait(conversation_id: str) -> Any:
-            found = await get(conversation_id)
+        async def read_then_wait(*args: Any) -> Any:
+            found = await read(*args)
             self.read.set()
             await self.go.wait()
             return found
 
-        uow.conversations.get = get_then_wait  # type: ignore[method-assign]
+        setattr(uow.conversations, self.method, read_then_wait)
         return uow
 
 
@@ -87,6 +99,54 @@ async def test_an_attendants_change_and_a_message_arriving_meanwhile_both_stay_o
             stored = await uow.conversations.get(chat.id)
         assert stored is not None
         assert (stored.status, stored.unread_count) == (ConversationStatus.ACTIVE, 1)
+    finally:
+        await engine.dispose()
+
+
+async def test_an_assignment_made_while_a_message_is_sent_stays_on_sqlite(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """The send reads the conversation, then an attendant assigns it before the send saves
+    it: the assignment waits for its turn and lands after; the send no longer saves the
+    conversation as it was before the assignment."""
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path))
+    try:
+        make = SqlUnitOfWorkFactory(engine)
+        world = await seed(make)
+        async with make() as uow:
+            await uow.sessions.save(dataclasses.replace(world.session, jid=phone(1)))
+            chat = conversation(world, phone(7))
+            await uow.conversations.save(chat)
+            await uow.commit()
+        clock = FakeClock()
+        paused = PausedAfterRead(engine, "get_by_chat")
+        send = SendMessage(
+            paused, clock, MemoryMediaStore(), SendPacer(PacingPolicy(), random.Random(1))
+        )
+        sending = asyncio.ensure_future(
+            send(
+                SendMessageCommand(
+                    session_id=world.session_id,
+                    to=str(phone(7)),
+                    kind=MessageKind.TEXT,
+                    text="on my way",
+                )
+            )
+        )
+        await asyncio.wait_for(paused.read.wait(), 5)
+        assigning = asyncio.ensure_future(
+            AssignConversation(make, clock)(
+                AssignConversationCommand(conversation_id=chat.id, assignee_id=world.admin.id)
+            )
+        )
+        await asyncio.sleep(0.2)
+        assert not assigning.done()  # waiting for its turn, not written in between
+        paused.go.set()
+        sent, _ = await asyncio.wait_for(asyncio.gather(sending, assigning), 5)
+        async with make() as uow:
+            stored = await uow.conversations.get(chat.id)
+        assert stored is not None
+        assert (stored.assignee_id, stored.last_message_id) == (world.admin.id, sent.message.id)
     finally:
         await engine.dispose()
 
