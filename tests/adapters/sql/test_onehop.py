@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,33 @@ async def test_a_long_wal_is_started_over_though_writers_never_pause(
         assert frames < 10  # started over: this commit's pages only
     else:
         assert frames > 200
+
+
+async def test_disposing_of_the_engine_waits_for_the_checkpoint_at_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint still at work after ``dispose`` would create the log again in a
+    directory its owner is removing (a benchmark's scratch directory did fail so)."""
+    copy = WalCheckpointer._checkpoint
+
+    def slow(self: WalCheckpointer) -> tuple[int, int] | None:
+        time.sleep(0.3)
+        return copy(self)
+
+    monkeypatch.setattr(WalCheckpointer, "_checkpoint", slow)
+    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    async with engine.connect() as connection:
+        raw = await driver_of(connection)
+        checkpointer = raw.checkpointer
+        assert checkpointer is not None
+        checkpointer.every_rows = 1
+        await connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
+        await connection.execute(text("INSERT INTO t (a) VALUES (1)"))
+        await connection.commit()
+    running = checkpointer._running
+    assert running is not None and not running.done()
+    await engine.dispose()
+    assert running.done()
 
 
 async def test_a_checkpoint_after_the_database_is_gone_does_nothing(tmp_path: Path) -> None:

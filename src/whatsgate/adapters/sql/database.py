@@ -14,6 +14,7 @@ in other processes. See "Transactions and events" in docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import weakref
@@ -22,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import MissingGreenlet, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from whatsgate.adapters.sql.onehop import OneHopConnection, WalCheckpointer
 from whatsgate.adapters.sql.types import json_text
@@ -179,6 +181,10 @@ def create_engine_for(
         _apply_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms, checkpointer=checkpointer
     )
     event.listen(engine.sync_engine, "connect", pragmas)
+    if checkpointer is not None:
+        event.listen(
+            engine.sync_engine, "engine_disposed", functools.partial(_checkpointed, checkpointer)
+        )
     if connections is not None:
         # The pool's own waiting (an asyncio.Queue) lets a newcomer take a connection just
         # handed to a waiter, which then queues again at the back: at 64 connections some
@@ -186,6 +192,14 @@ def create_engine_for(
         timeout = float(kwargs.get("pool_timeout", 30.0))
         _admissions[engine.sync_engine] = Admission(connections, timeout)
     return engine
+
+
+def _checkpointed(checkpointer: WalCheckpointer, _engine: Engine) -> None:
+    """On ``dispose``: wait for the checkpoint running, if any, so that none is still at
+    work on the files once the engine is disposed (a test or benchmark then removes them,
+    and a late checkpoint would create the log again in a directory being removed)."""
+    with contextlib.suppress(MissingGreenlet):  # disposed from synchronous code: no waiting
+        await_only(checkpointer.wait())
 
 
 def _one_hop_connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:

@@ -409,9 +409,12 @@ class WalCheckpointer:
         return int(log), int(copied)
 
     async def wait(self) -> None:
-        """Until the checkpoint running (if any) is done."""
-        if self._running is not None:
-            await asyncio.shield(self._running)
+        """Until the checkpoint running (if any) is done, however it ends (a failure is
+        logged, see ``_checkpointed``)."""
+        running = self._running
+        if running is None or running.get_loop() is not asyncio.get_running_loop():
+            return
+        await asyncio.wait([running])
 
 
 def _checkpointed(future: asyncio.Future[None]) -> None:
