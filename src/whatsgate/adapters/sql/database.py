@@ -183,7 +183,9 @@ def create_engine_for(
     event.listen(engine.sync_engine, "connect", pragmas)
     if checkpointer is not None:
         event.listen(
-            engine.sync_engine, "engine_disposed", functools.partial(_checkpointed, checkpointer)
+            engine.sync_engine,
+            "engine_disposed",
+            functools.partial(_wait_for_checkpoint, checkpointer),
         )
     if connections is not None:
         # The pool's own waiting (an asyncio.Queue) lets a newcomer take a connection just
@@ -194,7 +196,7 @@ def create_engine_for(
     return engine
 
 
-def _checkpointed(checkpointer: WalCheckpointer, _engine: Engine) -> None:
+def _wait_for_checkpoint(checkpointer: WalCheckpointer, _engine: Engine) -> None:
     """On ``dispose``: wait for the checkpoint running, if any, so that none is still at
     work on the files once the engine is disposed (a test or benchmark then removes them,
     and a late checkpoint would create the log again in a directory being removed)."""

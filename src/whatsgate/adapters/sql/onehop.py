@@ -334,9 +334,10 @@ class WalCheckpointer:
     SQLite starts the log over only when a writer begins with all of it copied: under steady
     writes, each checkpoint ended with new commits behind it, and the log grew without end
     (240 MB after 3,000 messages of ``bench/live_ingest.py``, its commits slower for it).
-    So once the log is past ``restart_frames``, the checkpoint copies what came meanwhile
-    with the ``writers`` turn held (a few milliseconds, the syncs mostly), and the writer
-    after it starts the log over.
+    So once the log is past ``restart_frames``, the checkpoint copies again what came
+    meanwhile until little did (``CATCH_UP_FRAMES``), then once more with the ``writers``
+    turn held (a few milliseconds, the syncs mostly), and the writer after it starts the log
+    over.
     """
 
     def __init__(
