@@ -25,7 +25,8 @@ part of the public contract: clients branch on them, so they never change once p
     │   ├── SessionNotConnected           session_not_connected
     │   ├── SessionNotRunning             session_not_running
     │   ├── QrNotReady                    qr_not_ready
-    │   └── AlreadyExists                 already_exists
+    │   ├── AlreadyExists                 already_exists
+    │   └── WriteConflict                 write_conflict           (ran again where it can)
     ├── AuthError
     │   ├── NotAuthenticated              not_authenticated
     │   └── PermissionDenied              permission_denied
@@ -164,6 +165,14 @@ class QrNotReady(Conflict):
 class AlreadyExists(Conflict):
     code = "already_exists"
     default_message = "That already exists."
+
+
+class WriteConflict(Conflict):
+    """Two units of work waited for each other's rows (PostgreSQL found the deadlock and
+    ended one): the one ended wrote nothing and can run again."""
+
+    code = "write_conflict"
+    default_message = "Another change to the same records was being saved; try again."
 
 
 class AuthError(WhatsgateError):

@@ -155,6 +155,9 @@ class ImportHistory:
         """Store one chunk and its progress in one unit of work; the messages stored."""
         now = self.clock.now()
         async with self.uow() as uow:
+            # It saves the conversations and contacts it reads: an assignment, or a live
+            # message counted unread, landing in between would be lost.
+            await uow.begin_write()
             ingestion = MessageIngestion(uow, now, live=False)
             session = await ingestion.session(sid)
             if first:
@@ -255,6 +258,7 @@ class SyncContacts:
     async def _merge(self, session_id: str, contacts: Sequence[ContactInfo]) -> int:
         now = self.clock.now()
         async with self.uow() as uow:
+            await uow.begin_write()  # it saves the contacts it reads (see ``_chunk``)
             ingestion = MessageIngestion(uow, now, live=False)
             session = await ingestion.session(session_id)
             count = await _merge_contacts(ingestion, session, contacts)

@@ -457,7 +457,7 @@ class ProcessReceipt:
             own = receipt.sender is not None and receipt.sender in (session.jid, session.lid)
             if own and status is MessageStatus.READ and command.attempt == 0:
                 await self._read_on_phone(uow, session.id, receipt.chat, now)
-            for wa_id in dict.fromkeys(receipt.wa_ids):
+            for wa_id in sorted(set(receipt.wa_ids)):  # on PostgreSQL each is locked: in order
                 message = await uow.messages.get_by_wa_id(command.session_id, wa_id)
                 if message is None:
                     unknown.append(wa_id)

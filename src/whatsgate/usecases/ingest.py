@@ -22,6 +22,7 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import IncomingMessage
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import ChatLookup, contact_for, conversation_for
+from whatsgate.usecases._races import again_if_raced
 
 log = logging.getLogger("whatsgate.ingest")
 
@@ -430,7 +431,8 @@ class ProcessIncomingMessage:
     - Group commit: messages arriving together (within ``group_window``, none by default)
       share one unit of work, and those arriving while it commits share the next; each call
       returns only once its message is committed. If a shared unit of work fails, its
-      messages are retried one by one, so one bad message fails alone.
+      messages are retried one by one, so one bad message fails alone; one that lost a race
+      (``again_if_raced``) runs again.
     """
 
     def __init__(
@@ -473,7 +475,15 @@ class ProcessIncomingMessage:
 
     async def _commit(self, batch: list[_Waiting]) -> None:
         try:
-            results = await self._apply([w.command for w in batch])
+            if len(batch) == 1:
+                # Alone, it runs again where it lost a race (``again_if_raced``) rather than
+                # fail: a conversation a send created meanwhile, a deadlock on PostgreSQL.
+                command = batch[0].command
+                results = await again_if_raced(
+                    lambda: self._apply([command]), session_id=command.session_id, what="a message"
+                )
+            else:
+                results = await self._apply([w.command for w in batch])
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("session %s: message not ingested", batch[0].command.session_id)

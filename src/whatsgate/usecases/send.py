@@ -192,9 +192,13 @@ class SendMessage:
             media = None
             if command.media is not None:  # before the writers' turn: file I/O holds none up
                 media = await self._store_media(session, kind, message_id, command.media)
-            # What follows reads the conversation and contact it then saves: no other
-            # writer's change (an assignment, an arriving message) may land in between.
+            # What follows reads the contact and conversation it then saves: no other
+            # writer's change (an assignment, an arriving message) may land in between. The
+            # contact first, as ingest reads them: on PostgreSQL both are locked in that order.
             await uow.begin_write()
+            contact, contact_changed = None, False
+            if not to.is_group:
+                contact, contact_changed = await contact_for(uow, session, to, now)
             conversation, _ = await conversation_for(uow, session, to, now)
             message = Message(
                 id=message_id,
@@ -230,10 +234,8 @@ class SendMessage:
                 created_at=now,
                 updated_at=now,
             )
-            if not to.is_group:
-                contact, changed = await contact_for(uow, session, to, now)
-                if changed:
-                    await uow.contacts.save(contact)
+            if contact is not None and contact_changed:
+                await uow.contacts.save(contact)
             await uow.messages.save(message)
             await uow.outbox.add(entry)
             events: list[MessageReceived | ConversationUpdated] = [

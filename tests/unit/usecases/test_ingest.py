@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from whatsgate.domain.conversation import ConversationStatus
-from whatsgate.domain.errors import SessionNotFound
+from whatsgate.domain.errors import SessionNotFound, WriteConflict
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import (
     ContactCard,
@@ -385,6 +385,25 @@ async def test_a_bad_message_in_a_group_fails_alone(world: World, session: Sessi
     assert isinstance(results[1], SessionNotFound)
     assert {m.wa_id for m in world.store.messages.values()} == {"M1", "M2"}
     assert (await world.conversation(session.id, ALICE)).unread_count == 2
+
+
+async def test_a_message_whose_unit_of_work_lost_a_race_runs_again(
+    world: World, session: Session
+) -> None:
+    """The database ended its unit of work for another's sake (``WriteConflict``: a deadlock
+    on PostgreSQL), which wrote nothing: the message is stored on the next run, not lost."""
+    failures = [WriteConflict("deadlock detected")]
+
+    class EndedOnce(MemoryUnitOfWork):
+        async def commit(self) -> None:
+            if failures:
+                raise failures.pop()
+            await super().commit()
+
+    ingest = ProcessIncomingMessage(lambda: EndedOnce(world.store), world.clock)
+    result = await ingest(IncomingMessageCommand(session_id=session.id, message=incoming("M1")))
+    assert (result.created, failures) == (True, [])
+    assert (await world.conversation(session.id, ALICE)).unread_count == 1
 
 
 async def test_the_engine_listener_returns_only_once_the_message_is_committed(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine, ExceptionContext, make_url
 from sqlalchemy.exc import MissingGreenlet, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -30,6 +30,12 @@ from sqlalchemy.util import await_only
 
 from whatsgate.adapters.sql.onehop import OneHopConnection, WalCheckpointer
 from whatsgate.adapters.sql.types import json_text
+from whatsgate.domain.errors import WriteConflict
+
+#: PostgreSQL's SQLSTATEs for a transaction it ended so that another could go on: a deadlock
+#: (units of work that lock rows, ``UnitOfWork.begin_write``, each waiting for the other's)
+#: and a serialization failure.
+_ENDED_FOR_ANOTHER = frozenset({"40P01", "40001"})
 
 #: How long a SQLite writer waits for the one before it, then fails "database is locked".
 BUSY_TIMEOUT_MS = 5_000
@@ -153,7 +159,9 @@ def create_engine_for(
     kwargs.setdefault("json_serializer", json_text)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
-        return create_async_engine(url, **kwargs)
+        engine = create_async_engine(url, **kwargs)
+        event.listen(engine.sync_engine, "handle_error", _write_conflict)
+        return engine
     database = parsed.database or ""
     file = database not in ("", ":memory:") and not database.startswith("file:")
     connections: int | None = None
@@ -194,6 +202,13 @@ def create_engine_for(
         timeout = float(kwargs.get("pool_timeout", 30.0))
         _admissions[engine.sync_engine] = Admission(connections, timeout)
     return engine
+
+
+def _write_conflict(context: ExceptionContext) -> None:
+    """A transaction PostgreSQL ended for another's sake (a deadlock) raises ``WriteConflict``:
+    it wrote nothing, and the use cases that can meet one run their unit of work again."""
+    if getattr(context.original_exception, "sqlstate", None) in _ENDED_FOR_ANOTHER:
+        raise WriteConflict(str(context.original_exception)) from context.original_exception
 
 
 def _wait_for_checkpoint(checkpointer: WalCheckpointer, _engine: Engine) -> None:

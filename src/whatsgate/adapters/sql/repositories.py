@@ -127,11 +127,13 @@ def _upsert_statement(table: Table, dialect: str) -> postgresql.Insert | sqlite.
 
 
 @functools.cache
-def _get_by_id(table: Table) -> Select[Any]:
+def _get_by_id(table: Table, *, lock: bool = False) -> Select[Any]:
     """``SELECT … WHERE id = :id LIMIT 1``, built once per table: building it per call (and
     SQLAlchemy's cache key and result metadata for a new statement) cost more CPU than the
-    indexed read itself (bench/rest.py)."""
-    return select(table).where(table.c.id == bindparam("id")).limit(1)
+    indexed read itself (bench/rest.py). ``lock``: ``FOR UPDATE`` (PostgreSQL's units of work
+    after ``begin_write``)."""
+    stmt = select(table).where(table.c.id == bindparam("id")).limit(1)
+    return stmt.with_for_update() if lock else stmt
 
 
 class _Repository:
@@ -181,9 +183,11 @@ class _Repository:
     async def _all_with(self, stmt: Select[Any], params: dict[str, Any]) -> list[Any]:
         return list((await self._conn.execute(stmt, params)).all())
 
-    async def _by_id(self, table: Table, row_id: str) -> Any:
-        """The row with this id (or None), its columns processed as SQLAlchemy would."""
-        return await self._first_prebuilt(_get_by_id(table), {"id": row_id})
+    async def _by_id(self, table: Table, row_id: str, *, lock: bool = False) -> Any:
+        """The row with this id (or None), its columns processed as SQLAlchemy would;
+        ``lock``: locked for update if the unit of work locks what it reads."""
+        locked = lock and self._uow.locking
+        return await self._first_prebuilt(_get_by_id(table, lock=locked), {"id": row_id})
 
     async def _first_prebuilt(self, stmt: Select[Any], params: dict[str, Any]) -> Any:
         """The first row of a statement built once (bound parameters), processed as
@@ -334,10 +338,11 @@ def _marks(dialect: Dialect, first: int, count: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _lookup_sql(dialect: Dialect, table: Table, sessions: int, keys: int) -> str:
+def _lookup_sql(dialect: Dialect, table: Table, sessions: int, keys: int, lock: bool) -> str:
     """The text of a batched look-up of contacts (by ``jid`` or ``lid``) or conversations
     (by ``chat``) of ``sessions`` sessions among ``keys`` addresses. Its parameters: the
-    session ids, then the addresses (for contacts twice on SQLite: once per list)."""
+    session ids, then the addresses (for contacts twice on SQLite: once per list). ``lock``
+    (PostgreSQL): the rows are locked for update, in id order (``SqlUnitOfWork.begin_write``)."""
     q = dialect.identifier_preparer
     contacts = table is tables.contacts
     names = mapping.CONTACT_COLUMNS if contacts else mapping.CONVERSATION_COLUMNS[:-1]
@@ -351,7 +356,8 @@ def _lookup_sql(dialect: Dialect, table: Table, sessions: int, keys: int) -> str
     else:
         where += f" AND {q.quote('chat')} {in_keys}"
     columns = ", ".join(q.quote(name) for name in names)
-    return f"SELECT {columns} FROM {q.format_table(table)} WHERE {where}"
+    locked = f" ORDER BY {q.quote('id')} FOR UPDATE" if lock else ""
+    return f"SELECT {columns} FROM {q.format_table(table)} WHERE {where}{locked}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -413,7 +419,7 @@ class _Prepared(_Repository):
         rows: dict[str, Any] = {}
         for chunk in _chunks(keys) if sessions else ():
             texts = [str(k) for k in chunk]
-            sql = _lookup_sql(dialect, table, len(sessions), len(texts))
+            sql = _lookup_sql(dialect, table, len(sessions), len(texts), self._uow.locking)
             params = (*sessions, *texts, *texts) if twice else (*sessions, *texts)
             rows.update((row[0], row) for row in await _driver_rows(conn, sql, params))
         return [rows[key] for key in sorted(rows)]
@@ -507,17 +513,19 @@ _BY_CHAT = (
     )
     .limit(1)
 )
+_BY_CHAT_LOCKED = _BY_CHAT.with_for_update()
 
 
 class SqlConversations(_Prepared, ConversationRepository):
     t = tables.conversations
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        row = await self._by_id(self.t, conversation_id)
+        row = await self._by_id(self.t, conversation_id, lock=True)
         return mapping.to_conversation(row) if row else None
 
     async def get_by_chat(self, session_id: str, chat: Jid) -> Conversation | None:
-        row = await self._first_prebuilt(_BY_CHAT, {"session_id": session_id, "chat": chat})
+        stmt = _BY_CHAT_LOCKED if self._uow.locking else _BY_CHAT
+        row = await self._first_prebuilt(stmt, {"session_id": session_id, "chat": chat})
         return mapping.to_conversation(row) if row else None
 
     async def get_many_by_chat(self, session_id: str, chats: Sequence[Jid]) -> list[Conversation]:
@@ -839,13 +847,17 @@ def _existing_wa_ids_sql(dialect: Dialect, count: int) -> str:
 class SqlMessages(_Repository, MessageRepository):
     t = tables.messages
 
+    def _locked(self, stmt: Select[Any]) -> Select[Any]:
+        return stmt.with_for_update() if self._uow.locking else stmt
+
     async def get(self, message_id: str) -> Message | None:
-        row = await self._first(select(self.t).where(self.t.c.id == message_id))
+        row = await self._first(self._locked(select(self.t).where(self.t.c.id == message_id)))
         return mapping.to_message(row) if row else None
 
     async def get_by_wa_id(self, session_id: str, wa_id: str) -> Message | None:
         c = self.t.c
-        row = await self._first(select(self.t).where(c.session_id == session_id, c.wa_id == wa_id))
+        stmt = select(self.t).where(c.session_id == session_id, c.wa_id == wa_id)
+        row = await self._first(self._locked(stmt))
         return mapping.to_message(row) if row else None
 
     async def save(self, message: Message) -> None:
@@ -855,8 +867,9 @@ class SqlMessages(_Repository, MessageRepository):
 
     async def get_many(self, message_ids: Sequence[str]) -> list[Message]:
         rows = []
-        for ids in _id_chunks(message_ids):
-            rows += await self._all(select(self.t).where(self.t.c.id.in_(ids)))
+        for ids in _id_chunks(sorted(set(message_ids))):
+            stmt = select(self.t).where(self.t.c.id.in_(ids)).order_by(self.t.c.id)
+            rows += await self._all(self._locked(stmt))
         return [mapping.to_message(r) for r in rows]
 
     async def save_many(self, messages: Sequence[Message]) -> None:

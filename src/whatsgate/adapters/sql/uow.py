@@ -44,6 +44,8 @@ class SqlUnitOfWork(UnitOfWork):
         self._writer = writer_lock(engine)
         self._admission = admission(engine)
         self._writing = False
+        #: PostgreSQL, after ``begin_write``: reads of rows to change lock them (``FOR UPDATE``).
+        self.locking = False
         #: SQLite's driver connection, which prepared writes reach without SQLAlchemy.
         self._driver: OneHopConnection | None = None
         self.organizations = SqlOrganizations(self)
@@ -92,9 +94,16 @@ class SqlUnitOfWork(UnitOfWork):
         """On SQLite: wait for the process's other writers, then begin the transaction
         (``BEGIN IMMEDIATE``), so that the reads that follow share it with the writes: one
         snapshot, and one read lock instead of one per statement (a one-message unit of
-        work of ingest ran ~20 % less SQLite time, bench/live_ingest.py). Elsewhere nothing:
-        PostgreSQL's writers do not take turns."""
+        work of ingest ran ~20 % less SQLite time, bench/live_ingest.py).
+
+        On PostgreSQL, whose writers take no turns: from here the repositories read the
+        contacts, conversations and messages they return with ``FOR UPDATE``, so another
+        unit of work that reads them to change them waits for this one's commit. Units of
+        work lock contacts, then conversations, then messages (each batch in id order), so
+        they do not wait for each other in a circle; where one does anyway, PostgreSQL ends
+        it (``WriteConflict``) and its use case runs again."""
         if self._writer is None:
+            self.locking = True
             return
         await self.before_write()
         driver = self._driver
@@ -118,6 +127,7 @@ class SqlUnitOfWork(UnitOfWork):
             await self.rollback()
         finally:
             self._connection = self._driver = None
+            self.locking = False
             try:
                 await connection.close()
             finally:
