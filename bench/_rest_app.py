@@ -2,10 +2,11 @@
 
 ``python -m bench._rest_app seed --dir D --messages M --conversations C`` bootstraps the default
 organization with a known admin key, adds one paired session (not running: sends queue) and
-bulk-loads C conversations of M/C messages each (rows built from real domain objects, written
-through the SQL adapter's tables). ``python -m bench._rest_app serve --dir D --port P`` runs
-``whatsgate serve`` (sandbox engine) on it and prints ``READY <json>``. ``--database-url U``
-(both actions) puts the database there, on PostgreSQL, instead of ``D/whatsgate.db``.
+bulk-loads C conversations of M/C messages each, each with its contact (rows built from real
+domain objects, written through the SQL adapter's tables). ``python -m bench._rest_app serve
+--dir D --port P`` runs ``whatsgate serve`` (sandbox engine) on it and prints ``READY <json>``.
+``--database-url U`` (both actions) puts the database there, on PostgreSQL, instead of
+``D/whatsgate.db``.
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ async def _bootstrap(directory: Path, database_url: str | None) -> dict[str, str
     return {"organization_id": boot.organization.id, "session_id": session.id}
 
 
+_Rows = list[dict[str, Any]]
+
+
 def _batches(
     ids: dict[str, str], messages: int, conversations: int
-) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """The conversation and message rows to load, about 5,000 messages at a time."""
+) -> Iterator[tuple[_Rows, _Rows, _Rows]]:
+    """The contact, conversation and message rows to load, about 5,000 messages at a time:
+    each conversation is a direct chat, with its contact (as ingest leaves them)."""
     from whatsgate.adapters.sql import mapping
-    from whatsgate.domain.conversation import Conversation
+    from whatsgate.domain.conversation import Contact, Conversation
     from whatsgate.domain.ids import new_id
     from whatsgate.domain.jid import Jid
     from whatsgate.domain.message import Direction, Message, MessageKind, MessageStatus
@@ -72,11 +77,21 @@ def _batches(
     per = max(1, messages // conversations)
     start = now() - timedelta(days=20)
     org, sid = ids["organization_id"], ids["session_id"]
-    conv_rows: list[dict[str, Any]] = []
-    msg_rows: list[dict[str, Any]] = []
+    contact_rows: _Rows = []
+    conv_rows: _Rows = []
+    msg_rows: _Rows = []
 
     for c in range(conversations):
         chat = Jid.parse(f"55119{c:08d}@s.whatsapp.net")
+        contact = Contact(
+            organization_id=org,
+            session_id=sid,
+            jid=chat,
+            push_name=f"Contact {c}",
+            created_at=start,
+            updated_at=start,
+        )
+        contact_rows.append(mapping.contact_row(contact))
         conversation = Conversation(
             organization_id=org,
             session_id=sid,
@@ -134,10 +149,10 @@ def _batches(
             conversation.register_message(last, last.timestamp)
         conv_rows.append(mapping.conversation_row(conversation))
         if len(msg_rows) >= 5_000:
-            yield conv_rows, msg_rows
-            conv_rows, msg_rows = [], []
+            yield contact_rows, conv_rows, msg_rows
+            contact_rows, conv_rows, msg_rows = [], [], []
     if conv_rows or msg_rows:
-        yield conv_rows, msg_rows
+        yield contact_rows, conv_rows, msg_rows
 
 
 def _load(directory: Path, ids: dict[str, str], messages: int, conversations: int) -> None:
@@ -147,8 +162,10 @@ def _load(directory: Path, ids: dict[str, str], messages: int, conversations: in
     from whatsgate.adapters.sql import tables
 
     engine = create_engine(f"sqlite:///{directory / 'whatsgate.db'}")
-    for conv_rows, msg_rows in _batches(ids, messages, conversations):
+    for contact_rows, conv_rows, msg_rows in _batches(ids, messages, conversations):
         with engine.begin() as conn:
+            if contact_rows:
+                conn.execute(tables.contacts.insert(), contact_rows)
             if conv_rows:
                 conn.execute(tables.conversations.insert(), conv_rows)
             if msg_rows:
@@ -168,8 +185,10 @@ async def _load_postgres(
 
     engine = create_engine_for(database_url)
     try:
-        for conv_rows, msg_rows in _batches(ids, messages, conversations):
+        for contact_rows, conv_rows, msg_rows in _batches(ids, messages, conversations):
             async with engine.begin() as conn:
+                if contact_rows:
+                    await conn.execute(tables.contacts.insert(), contact_rows)
                 if conv_rows:
                     await conn.execute(tables.conversations.insert(), conv_rows)
                 if msg_rows:

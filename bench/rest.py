@@ -6,7 +6,7 @@ GET with as many bytes of JSON as whatsgate's first page of conversations and PO
 202: the ceiling of uvicorn + the load generator on this machine.
 
 Measured: ``whatsgate serve``'s app (Litestar, SQLite) on a database seeded with 1M messages in
-10k conversations of one session.
+10k conversations of one session, each with its contact (a direct chat, as ingest leaves it).
 
 Load: wrk (-t1 -c64) when installed, else bench._loadgen (asyncio, own process). Server and
 load generator share the 2 cores: both the reference and the measured path pay that.
@@ -116,7 +116,7 @@ def seeded(directory: Path, messages: int, conversations: int) -> None:
     if not cache:
         seed(directory, messages, conversations)
         return
-    kept = Path(cache) / f"{messages}-{conversations}"
+    kept = Path(cache) / f"{messages}-{conversations}-contacts"
     if not (kept / "done").exists():
         shutil.rmtree(kept, ignore_errors=True)
         seed(kept, messages, conversations)
