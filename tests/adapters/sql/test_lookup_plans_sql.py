@@ -1,6 +1,6 @@
-"""The batched look-ups ingest and every send run find their rows through an index on the
-address, whatever the session holds: SQLite plans them without statistics (whatsgate
-gathers none), so the text must leave it no worse plan."""
+"""The batched look-ups ingest and every send run, and the inbox search, find contacts and
+conversations through an index on their address, whatever the session holds: SQLite plans
+them without statistics (whatsgate gathers none), so the text must leave it no worse plan."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy.dialects import sqlite
 
 from whatsgate.adapters.sql import tables
-from whatsgate.adapters.sql.repositories import _lookup_sql
+from whatsgate.adapters.sql.repositories import _conversation_search, _lookup_sql, _SearchShape
+from whatsgate.ports.repositories import ConversationQuery
 
 
 def plan(template: Path, sql: str) -> list[str]:
     with sqlite3.connect(template) as connection:
+        connection.create_function("wg_casefold", 1, str.casefold, deterministic=True)
         rows = connection.execute(f"EXPLAIN QUERY PLAN {sql}", ["x"] * sql.count("?"))
         return [row[3] for row in rows]
 
@@ -40,3 +42,20 @@ def test_conversations_are_looked_up_by_session_and_chat_in_its_index(
 ) -> None:
     steps = plan(sqlite_template, _lookup_sql(sqlite.dialect(), tables.conversations, 2, 5, False))
     assert len(steps) == 1 and "(session_id=? AND chat=?)" in steps[0], steps
+
+
+def test_the_inbox_search_finds_a_conversations_contact_by_its_address_in_its_index(
+    sqlite_template: Path,
+) -> None:
+    """Searching the inbox by text looks for the contact of each conversation whose name did
+    not match: through the (session, jid) and (session, lid) indexes, not by reading every
+    contact of the session once per conversation (20 s for a search at 10,000 conversations
+    and contacts, against 45 ms)."""
+    query = ConversationQuery(session_id="s", text="x")
+    stmt = _conversation_search("sqlite", _SearchShape.of(query), True)
+    steps = plan(sqlite_template, str(stmt.compile(dialect=sqlite.dialect())))
+    contacts = [s for s in steps if "contacts" in s]
+    assert contacts == [
+        "SEARCH contacts USING INDEX ix_contacts_session_id_jid (session_id=? AND jid=?)",
+        "SEARCH contacts USING INDEX ix_contacts_session_id_lid (session_id=? AND lid=?)",
+    ], steps

@@ -770,14 +770,20 @@ def _conversation_search(dialect: str, shape: _SearchShape, views: bool) -> Sele
             return _fold_of(column, dialect).like(pattern, escape="\\")
 
         k = tables.contacts.c
-        named_contact = (
-            select(k.id)
-            .where(
-                k.session_id == c.session_id,
-                or_(k.jid == c.chat, k.lid == c.chat),
-                or_(contains(k.name), contains(k.push_name)),
+        # One EXISTS per address, each an index search; one EXISTS with (jid OR lid) read
+        # all of the session's contacts for each conversation the name did not match
+        # (SQLite plans it by session alone; see ``_lookup_sql``).
+        named_contact = or_(
+            *(
+                select(k.id)
+                .where(
+                    k.session_id == c.session_id,
+                    address == c.chat,
+                    or_(contains(k.name), contains(k.push_name)),
+                )
+                .exists()
+                for address in (k.jid, k.lid)
             )
-            .exists()
         )
         where.append(or_(contains(c.name), contains(c.chat), named_contact))
     if shape.cursor is False:
