@@ -30,6 +30,7 @@ from whatsgate.ports.repositories import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from whatsgate.usecases._races import again_if_raced
 from whatsgate.usecases.access import visible_conversation, visible_session
 from whatsgate.usecases.connections import SessionConnections
 
@@ -446,6 +447,27 @@ class ProcessReceipt:
                 "session %s: %s receipt for %s", command.session_id, receipt.type, receipt.wa_ids
             )
             return []
+        changed, unknown, own = await again_if_raced(
+            lambda: self._apply(command, status),
+            session_id=command.session_id,
+            what="a receipt",
+        )
+        if unknown and not own and command.attempt < len(self.retry_delays):
+            later = replace(receipt, wa_ids=tuple(unknown))
+            self._retry_later(
+                ReceiptCommand(
+                    session_id=command.session_id, receipt=later, attempt=command.attempt + 1
+                ),
+                self.retry_delays[command.attempt],
+            )
+        return changed
+
+    async def _apply(
+        self, command: ReceiptCommand, status: MessageStatus
+    ) -> tuple[list[Message], list[str], bool]:
+        """One unit of work: the messages changed, the ids not found, and whether the
+        receipt is the account's own."""
+        receipt = command.receipt
         now = self.clock.now()
         changed: list[Message] = []
         unknown: list[str] = []
@@ -469,15 +491,7 @@ class ProcessReceipt:
                     uow.events.add(MessageStatusChanged.of(message, now))
                     changed.append(message)
             await uow.commit()
-        if unknown and not own and command.attempt < len(self.retry_delays):
-            later = replace(receipt, wa_ids=tuple(unknown))
-            self._retry_later(
-                ReceiptCommand(
-                    session_id=command.session_id, receipt=later, attempt=command.attempt + 1
-                ),
-                self.retry_delays[command.attempt],
-            )
-        return changed
+        return changed, unknown, own
 
     def _retry_later(self, command: ReceiptCommand, delay: float) -> None:
         async def retry() -> None:

@@ -16,6 +16,7 @@ from whatsgate.domain.errors import (
     SessionNotFound,
     SessionNotRunning,
     UserNotFound,
+    WriteConflict,
 )
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Direction, Message, MessageKind, MessageStatus
@@ -32,6 +33,7 @@ from whatsgate.usecases.inbox import (
     ListConversationsQuery,
     MarkReadCommand,
     PresenceCommand,
+    ProcessReceipt,
     ReceiptCommand,
     SendTypingCommand,
     SetConversationStatusCommand,
@@ -113,6 +115,29 @@ async def test_receipts_out_of_order_end_in_read(world: World, session: Session)
     assert late == []
     assert (await world.message_by_wa_id(session.id, "OUT1")).status is S.READ
     assert [e.data["status"] for e in world.events("message.status")] == ["read"]
+
+
+async def test_a_receipt_whose_unit_of_work_lost_a_race_runs_again(
+    world: World, session: Session
+) -> None:
+    """The database ended its unit of work for another's sake (``WriteConflict``: a deadlock
+    on PostgreSQL), which wrote nothing: the receipt is applied on the next run."""
+    await world.receive(session.id, incoming("IN1"))
+    await sent_message(world, session, "OUT1")
+    failures = [WriteConflict("deadlock detected")]
+
+    class EndedOnce(MemoryUnitOfWork):
+        async def commit(self) -> None:
+            if failures:
+                raise failures.pop()
+            await super().commit()
+
+    receipts = ProcessReceipt(lambda: EndedOnce(world.store), world.clock)
+    changed = await receipts(
+        ReceiptCommand(session_id=session.id, receipt=receipt(ReceiptType.READ, "OUT1"))
+    )
+    assert ([m.wa_id for m in changed], failures) == (["OUT1"], [])
+    assert (await world.message_by_wa_id(session.id, "OUT1")).status is S.READ
 
 
 async def test_a_receipt_that_overtakes_its_send_is_applied_once_the_send_is_stored(
