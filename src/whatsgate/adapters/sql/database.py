@@ -44,6 +44,11 @@ BUSY_TIMEOUT_MS = 5_000
 #: at once, the others wait for one (``pool_timeout``).
 SQLITE_POOL_SIZE = 15
 
+#: Connections a PostgreSQL engine keeps open, the same way: each is a server process, so
+#: opening one per burst of requests (SQLAlchemy's default: 5 kept, 10 more opened and closed
+#: on demand) cost more than the queries (bench/rest.py's ``pg_*``).
+POSTGRES_POOL_SIZE = 15
+
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -116,7 +121,8 @@ _admissions: weakref.WeakKeyDictionary[Engine, Admission] = weakref.WeakKeyDicti
 
 
 def admission(engine: AsyncEngine) -> Admission | None:
-    """The engine's ``Admission`` if it keeps a fixed pool (SQLite files), else None."""
+    """The engine's ``Admission`` if it keeps a fixed pool (SQLite files, PostgreSQL), else
+    None."""
     return _admissions.get(engine.sync_engine)
 
 
@@ -159,26 +165,26 @@ def create_engine_for(
     kwargs.setdefault("json_serializer", json_text)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
+        connections = _fixed_pool(kwargs, POSTGRES_POOL_SIZE)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "handle_error", _write_conflict)
+        _admit(engine, connections, kwargs)
         return engine
     database = parsed.database or ""
     file = database not in ("", ":memory:") and not database.startswith("file:")
-    connections: int | None = None
+    connections = None
     if file:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        if "poolclass" not in kwargs:
-            # SQLAlchemy's default (5 kept, 10 more opened and closed on demand) opened and
-            # closed a connection, its thread and pragmas, on most requests once more than 5
-            # were in flight: keep the same 15, open.
-            kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
-            kwargs.setdefault("max_overflow", 0)
+        # SQLAlchemy's default (5 kept, 10 more opened and closed on demand) opened and
+        # closed a connection, its thread and pragmas, on most requests once more than 5
+        # were in flight: keep the same 15, open.
+        connections = _fixed_pool(kwargs, SQLITE_POOL_SIZE)
+        if connections is not None:
             # The connection used last, not the one idle longest: SQLite drops a connection's
             # page cache whenever another has committed since it last read, so rotating
             # through all 15 made every unit of work start cold (~20 % more CPU for a
             # one-message unit of work of ingest, bench/live_ingest.py).
             kwargs.setdefault("pool_use_lifo", True)
-            connections = int(kwargs["pool_size"]) + int(kwargs["max_overflow"])
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _one_hop_connect)
     writers = _writers[engine.sync_engine] = WriterLock(busy_timeout_ms / 1000)
@@ -195,13 +201,30 @@ def create_engine_for(
             "engine_disposed",
             functools.partial(_wait_for_checkpoint, checkpointer),
         )
-    if connections is not None:
-        # The pool's own waiting (an asyncio.Queue) lets a newcomer take a connection just
-        # handed to a waiter, which then queues again at the back: at 64 connections some
-        # GETs waited seconds for one (bench/rest.py: p99 0.6-3 s; ~0.2 s in turn).
-        timeout = float(kwargs.get("pool_timeout", 30.0))
-        _admissions[engine.sync_engine] = Admission(connections, timeout)
+    _admit(engine, connections, kwargs)
     return engine
+
+
+def _fixed_pool(kwargs: dict[str, Any], size: int) -> int | None:
+    """Unless the caller chose the pool: ``size`` connections kept open and no more opened
+    (``max_overflow=0``). Returns how many connections the pool may hold, None for a pool
+    the caller chose."""
+    if "poolclass" in kwargs:
+        return None
+    kwargs.setdefault("pool_size", size)
+    kwargs.setdefault("max_overflow", 0)
+    return int(kwargs["pool_size"]) + int(kwargs["max_overflow"])
+
+
+def _admit(engine: AsyncEngine, connections: int | None, kwargs: dict[str, Any]) -> None:
+    """Units of work wait for a connection of a fixed pool in arrival order (``Admission``)."""
+    if connections is None:
+        return
+    # The pool's own waiting (an asyncio.Queue) lets a newcomer take a connection just
+    # handed to a waiter, which then queues again at the back: at 64 connections some
+    # GETs waited seconds for one (bench/rest.py: p99 0.6-3 s; ~0.2 s in turn).
+    timeout = float(kwargs.get("pool_timeout", 30.0))
+    _admissions[engine.sync_engine] = Admission(connections, timeout)
 
 
 def _write_conflict(context: ExceptionContext) -> None:
