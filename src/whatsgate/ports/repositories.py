@@ -384,10 +384,13 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     async def begin_write(self) -> None:
-        """This unit of work will write: take its turn now, before it reads. Where writers
-        take turns (SQLite: one at a time), what it reads from here is what it writes over,
-        no other writer's change landing in between; without it the turn is taken at the
-        first write. Where they do not (PostgreSQL), nothing changes."""
+        """This unit of work will write over what it reads from here: no other such unit
+        of work's change lands in between. Where writers take turns (SQLite: one at a time)
+        it takes its turn now, before it reads, not at its first write; where they do not
+        (PostgreSQL) the contacts, conversations and messages it reads are locked until it
+        ends. Use cases read contacts, then conversations, then messages; where two units of
+        work still wait for each other, one fails with ``WriteConflict``, having written
+        nothing."""
         ...
 
     async def commit(self) -> None: ...

@@ -292,6 +292,24 @@ class CountingEveryLookup(CountingUnitOfWork):
         return self
 
 
+class FailingCommits(MemoryUnitOfWork):
+    """A memory unit of work whose commit raises the next of ``failures`` (taking it) while
+    any is left: the database ending a unit of work, which then wrote nothing."""
+
+    def __init__(self, store: MemoryStore, failures: list[Exception]) -> None:
+        self.failures = failures
+        super().__init__(store)
+
+    async def commit(self) -> None:
+        if self.failures:
+            raise self.failures.pop()
+        await super().commit()
+
+
+def failing_commits(store: MemoryStore, failures: list[Exception]) -> Callable[[], FailingCommits]:
+    return lambda: FailingCommits(store, failures)
+
+
 ALICE = "5566996285154@s.whatsapp.net"
 ALICE_LID = "271234567890123@lid"
 BOB = "5511988887777@s.whatsapp.net"

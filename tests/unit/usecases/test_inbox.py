@@ -42,7 +42,7 @@ from whatsgate.usecases.inbox import (
 )
 from whatsgate.usecases.sessions import SessionCommand
 
-from .harness import ALICE, ALICE_LID, BOB, GROUP, World, counting, incoming
+from .harness import ALICE, ALICE_LID, BOB, GROUP, World, counting, failing_commits, incoming
 
 S = MessageStatus
 
@@ -126,13 +126,7 @@ async def test_a_receipt_whose_unit_of_work_lost_a_race_runs_again(
     await sent_message(world, session, "OUT1")
     failures = [WriteConflict("deadlock detected")]
 
-    class EndedOnce(MemoryUnitOfWork):
-        async def commit(self) -> None:
-            if failures:
-                raise failures.pop()
-            await super().commit()
-
-    receipts = ProcessReceipt(lambda: EndedOnce(world.store), world.clock)
+    receipts = ProcessReceipt(failing_commits(world.store, failures), world.clock)
     changed = await receipts(
         ReceiptCommand(session_id=session.id, receipt=receipt(ReceiptType.READ, "OUT1"))
     )

@@ -38,6 +38,7 @@ from .harness import (
     CountingUnitOfWork,
     World,
     counting,
+    failing_commits,
     incoming,
 )
 
@@ -394,13 +395,7 @@ async def test_a_message_whose_unit_of_work_lost_a_race_runs_again(
     on PostgreSQL), which wrote nothing: the message is stored on the next run, not lost."""
     failures = [WriteConflict("deadlock detected")]
 
-    class EndedOnce(MemoryUnitOfWork):
-        async def commit(self) -> None:
-            if failures:
-                raise failures.pop()
-            await super().commit()
-
-    ingest = ProcessIncomingMessage(lambda: EndedOnce(world.store), world.clock)
+    ingest = ProcessIncomingMessage(failing_commits(world.store, failures), world.clock)
     result = await ingest(IncomingMessageCommand(session_id=session.id, message=incoming("M1")))
     assert (result.created, failures) == (True, [])
     assert (await world.conversation(session.id, ALICE)).unread_count == 1
