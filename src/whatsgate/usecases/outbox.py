@@ -122,6 +122,8 @@ class _Book:
     entries: list[OutboxEntry] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     events: list[MessageStatusChanged] = field(default_factory=list)
+    #: Reactions sent, their targets to show them: (session id, our jid, target, emoji).
+    reactions: list[tuple[str, Jid, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +413,8 @@ class DeliverOutbox:
     async def _write(self, batches: list[_Batch]) -> None:
         """One transaction for the batches of one or more sessions."""
         async with self.uow() as uow:
+            # The reactions' targets are read to be written over: no receipt may land between.
+            await uow.begin_write()
             outcomes = [o for b in batches for o in b.outcomes]
             ids = [o.job.entry.id for o in outcomes]
             currents = {e.id: e for e in await uow.outbox.get_many(ids)}
@@ -419,18 +423,20 @@ class DeliverOutbox:
             # message only goes with its session, whose deletion the entries' re-read catches.
             stored = {o.job.message.id: o.job.message for o in outcomes if o.job.message}
             book = _Book()
-            answers = [await self._settle_batch(uow, b, currents, stored, book) for b in batches]
+            answers = [self._settle_batch(b, currents, stored, book) for b in batches]
+            targets = await _show_reactions(uow, book)
             await uow.outbox.add_attempts(book.attempts)
             await uow.outbox.save_many(book.entries)
-            await uow.messages.save_many(list({m.id: m for m in book.messages}.values()))
+            await uow.messages.save_many(
+                list({m.id: m for m in [*book.messages, *targets]}.values())
+            )
             uow.events.add(*book.events)
             await uow.commit()
         for batch, look_again in zip(batches, answers, strict=True):
             batch.done.set_result(look_again)
 
-    async def _settle_batch(
+    def _settle_batch(
         self,
-        uow: UnitOfWork,
         batch: _Batch,
         currents: dict[str, OutboxEntry],
         stored: dict[str, Message],
@@ -459,14 +465,11 @@ class DeliverOutbox:
                     extra={"session_id": session.id, "message_id": current.message_id},
                 )
             else:
-                look_again = await self._settle(
-                    uow, session, current, message, outcome, book, tally
-                )
+                look_again = self._settle(session, current, message, outcome, book, tally)
         return look_again
 
-    async def _settle(
+    def _settle(
         self,
-        uow: UnitOfWork,
         session: Session,
         current: OutboxEntry,
         stored: Message,
@@ -501,7 +504,10 @@ class DeliverOutbox:
             stored.wa_id = result.wa_id
             if stored.advance_status(MessageStatus.SENT):
                 book.events.append(MessageStatusChanged.of(stored, finished))
-            await self._apply_reaction(uow, session, stored)
+            if stored.kind is MessageKind.REACTION and stored.target_wa_id and session.jid:
+                book.reactions.append(
+                    (session.id, session.jid, stored.target_wa_id, stored.text or "")
+                )
             tally.sent += 1
         elif isinstance(error, RateLimited):
             until = error.until or finished + timedelta(seconds=self.settings.rate_limit_pause)
@@ -541,17 +547,19 @@ class DeliverOutbox:
             )
         return look_again
 
-    @staticmethod
-    async def _apply_reaction(uow: UnitOfWork, session: Session, message: Message) -> None:
-        """Our reaction went out: the message reacted to shows it."""
-        if message.kind is not MessageKind.REACTION or not message.target_wa_id:
-            return
-        if session.jid is None:
-            return
-        target = await uow.messages.get_by_wa_id(session.id, message.target_wa_id)
+
+async def _show_reactions(uow: UnitOfWork, book: _Book) -> list[Message]:
+    """Our reactions went out: the messages reacted to show them (of two to one message,
+    the last one sent). The targets are read (on PostgreSQL, locked) in order, as receipts
+    read theirs. Returns them, to be saved."""
+    targets: dict[tuple[str, str], Message | None] = {}
+    for session_id, jid, wa_id, emoji in sorted(book.reactions, key=lambda r: (r[0], r[2])):
+        if (session_id, wa_id) not in targets:
+            targets[session_id, wa_id] = await uow.messages.get_by_wa_id(session_id, wa_id)
+        target = targets[session_id, wa_id]
         if target is not None:
-            target.apply_reaction(session.jid, message.text or "")
-            await uow.messages.save(target)
+            target.apply_reaction(jid, emoji)
+    return [t for t in targets.values() if t is not None]
 
 
 def _fail(batches: list[_Batch], error: BaseException) -> None:

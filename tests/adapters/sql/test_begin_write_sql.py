@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.contract.builders import World, contact, conversation, phone, seed
 from tests.databases import copy_sqlite
+from tests.unit.usecases.harness import World as UseCases
 from tests.unit.usecases.harness import incoming
 from whatsgate.adapters.memory import MemoryMediaStore
 from whatsgate.adapters.sql.database import create_engine_for
@@ -27,44 +28,57 @@ from whatsgate.adapters.sql.repositories import one_hop_driver
 from whatsgate.adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 from whatsgate.domain.conversation import Conversation, ConversationStatus
 from whatsgate.domain.errors import WriteConflict
-from whatsgate.domain.message import MessageKind
+from whatsgate.domain.message import MessageKind, MessageStatus
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
-from whatsgate.ports.engine import HistoryBatch
+from whatsgate.ports.engine import HistoryBatch, Receipt, ReceiptType
 from whatsgate.testing.clock import FakeClock
 from whatsgate.usecases.history import ImportHistory, ImportHistoryCommand
 from whatsgate.usecases.inbox import (
     AssignConversation,
     AssignConversationCommand,
+    ReceiptCommand,
     SetConversationStatus,
     SetConversationStatusCommand,
 )
 from whatsgate.usecases.ingest import IncomingMessageCommand, ProcessIncomingMessage
-from whatsgate.usecases.send import SendMessage, SendMessageCommand
+from whatsgate.usecases.outbox import DeliverCommand
+from whatsgate.usecases.send import ReactionSpec, SendMessage, SendMessageCommand
 
 T = TypeVar("T")
 
 
 class PausedAfterRead(SqlUnitOfWorkFactory):
-    """Units of work that, once they have read a conversation (``conversations.<method>``),
-    say so (``read``) and wait for ``go`` before going on."""
+    """Units of work that, once they have read (``<repository>.<method>``, the calls after the
+    first ``skip``), say so (``read``) and wait for ``go`` before going on."""
 
-    def __init__(self, engine: AsyncEngine, method: str = "get") -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        method: str = "get",
+        *,
+        repository: str = "conversations",
+        skip: int = 0,
+    ) -> None:
         super().__init__(engine)
-        self.method = method
+        self.method, self.repository, self.skip = method, repository, skip
         self.read = asyncio.Event()
         self.go = asyncio.Event()
 
     def __call__(self) -> SqlUnitOfWork:
         uow = super().__call__()
-        read = getattr(uow.conversations, self.method)
+        reads = getattr(uow, self.repository)
+        read = getattr(reads, self.method)
 
         async def read_then_wait(*args: Any) -> Any:
             found = await read(*args)
+            if self.skip:
+                self.skip -= 1
+                return found
             self.read.set()
             await self.go.wait()
             return found
 
-        setattr(uow.conversations, self.method, read_then_wait)
+        setattr(reads, self.method, read_then_wait)
         return uow
 
     async def meanwhile(self, writer: Awaitable[T]) -> asyncio.Future[T]:
@@ -321,3 +335,59 @@ async def test_an_assignment_made_while_history_is_imported_stays(engine: AsyncE
         stored = await uow.conversations.get(chat.id)
     assert stored is not None
     assert (stored.assignee_id, stored.last_message_preview) == (world.admin.id, "old 2")
+
+
+class SqlUseCases(UseCases):
+    """The use cases wired as in the unit tests, on a database."""
+
+    def __init__(self, make: SqlUnitOfWorkFactory) -> None:
+        self.make = make
+        super().__init__()
+
+    def uow(self) -> SqlUnitOfWork:  # type: ignore[override]
+        return self.make()
+
+
+async def test_a_read_receipt_arriving_while_our_reaction_is_recorded_stays(
+    engine: AsyncEngine,
+) -> None:
+    """The outbox sent our reaction and, recording it, reads the message reacted to (to show
+    the reaction); a read receipt for that message arrives before it saves: the receipt waits
+    and lands after. (Had it landed in between, saving the message with the reaction would
+    have taken its tick back to "sent".)"""
+    world = SqlUseCases(SqlUnitOfWorkFactory(engine))
+    session = await world.connected_session()
+    to = str(phone(7))
+    sent = await world.send(
+        SendMessageCommand(session_id=session.id, to=to, kind=MessageKind.TEXT, text="hi")
+    )
+    await world.deliver(DeliverCommand())
+    target = await world.message(sent.id)
+    assert target.wa_id is not None and target.status is MessageStatus.SENT
+    await world.send(
+        SendMessageCommand(
+            session_id=session.id,
+            to=to,
+            kind=MessageKind.REACTION,
+            reaction=ReactionSpec(message_id=sent.id, emoji="❤️"),
+        )
+    )
+    await world.clock.advance(5)  # past pacing's gap between two sends
+    # The claim reads the target once (who sent it); the write reads it again, to change it.
+    paused = PausedAfterRead(engine, "get_by_wa_id", repository="messages", skip=1)
+    world.deliver.uow = paused
+    delivering = asyncio.ensure_future(world.deliver(DeliverCommand()))
+    receipt = Receipt(
+        chat=phone(7),
+        sender=phone(7),
+        wa_ids=(target.wa_id,),
+        type=ReceiptType.READ,
+        timestamp=world.clock.now(),
+    )
+    reading = await paused.meanwhile(
+        world.receipts(ReceiptCommand(session_id=session.id, receipt=receipt))
+    )
+    report, _ = await asyncio.wait_for(asyncio.gather(delivering, reading), 5)
+    assert report.sent == 1
+    stored = await world.message(sent.id)
+    assert (stored.status, stored.reactions) == (MessageStatus.READ, {str(session.jid): "❤️"})

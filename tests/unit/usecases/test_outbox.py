@@ -596,3 +596,22 @@ async def test_a_message_queued_during_a_pass_does_not_wait_for_it_to_end(world:
     assert [s.message.text for s in world.fake.sent] == ["quick", "slow"]
     await worker.stop()
     assert not worker.running
+
+
+async def test_unpaced_two_reactions_to_one_message_in_a_batch_show_the_last() -> None:
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))
+    session = await world.connected_session()
+    target = await send(world, session, "lunch?")
+    await world.deliver(DeliverCommand())
+    for emoji in ("❤️", "👍"):
+        await world.send(
+            SendMessageCommand(
+                session_id=session.id,
+                to=TO,
+                kind=MessageKind.REACTION,
+                reaction=ReactionSpec(message_id=target.id, emoji=emoji),
+            )
+        )
+    report = await world.deliver(DeliverCommand())
+    assert report.sent == 2
+    assert (await world.message(target.id)).reactions == {str(session.jid): "👍"}
