@@ -208,6 +208,8 @@ outbox = Table(
     Index(None, "message_id"),
     #: Each session's head (its oldest pending entry) and pending counts.
     Index(None, "state", "session_id", "created_at", "id"),
+    #: Deleting a session: its entries, not a read of every session's.
+    Index(None, "session_id"),
 )
 
 send_attempts = Table(
@@ -226,6 +228,7 @@ send_attempts = Table(
     Column("response", Text),
     Column("error", Text),
     Index(None, "message_id", "attempt"),
+    Index(None, "session_id"),
 )
 
 #: The event log. No foreign keys: an event may outlive what it tells about (a deleted
