@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import logging
 import random
@@ -39,6 +40,10 @@ log = logging.getLogger("whatsgate.outbox")
 
 #: Errors no retry can mend: the content itself is refused.
 _PERMANENT = (InvalidInput, FeatureUnavailable)
+
+#: The pauses (seconds) before writing down a batch's sends again when it failed; after the
+#: last, the batch fails and its sends go out again on the next pass (never lost).
+RECORD_PAUSES = (0.1, 0.5, 2.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +91,12 @@ class _Tally:
     retried: int = 0
     failed: int = 0
     held: int = 0
+
+    def add(self, other: _Tally) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.held += other.held
 
 
 @dataclass(slots=True)
@@ -169,7 +180,9 @@ class DeliverOutbox:
       after the other (stopping at the first that fails or that pacing holds back) and writes
       down their results together; sessions whose batches end while another is being written
       share the next transaction. A send is recorded after it went: a crash in between sends
-      it again on restart (at least once, never lost), up to a batch per session.
+      it again on restart (at least once, never lost), up to a batch per session. A record
+      that fails is written again after each of ``RECORD_PAUSES`` before the pass gives up
+      (and the next pass sends the batch again).
     """
 
     def __init__(
@@ -389,7 +402,7 @@ class DeliverOutbox:
                 while self._unwritten:
                     group, self._unwritten = self._unwritten, []
                     try:
-                        await self._write(group)
+                        await self._write_again_if_failed(group)
                     except Exception as exc:
                         _fail(group, exc)
             finally:
@@ -410,6 +423,26 @@ class DeliverOutbox:
                 )
         return look_again
 
+    async def _write_again_if_failed(self, batches: list[_Batch]) -> None:
+        """``_write``, again after a pause when it fails (the database busy or unreachable
+        for a moment, a ``WriteConflict``): the sends went out, and a record that is not
+        written sends them again on the next pass. Each run starts from what the claim read;
+        entries a run did write (a commit that failed after it landed) are not pending
+        any more, and the next run leaves them."""
+        for pause in RECORD_PAUSES:
+            try:
+                await self._write(batches)
+                return
+            except Exception as exc:
+                log.warning(
+                    "recording %d sends failed (%s); again in %.1f s",
+                    sum(len(b.outcomes) for b in batches),
+                    _describe(exc),
+                    pause,
+                )
+            await self.clock.sleep(pause)
+        await self._write(batches)
+
     async def _write(self, batches: list[_Batch]) -> None:
         """One transaction for the batches of one or more sessions."""
         async with self.uow() as uow:
@@ -421,9 +454,14 @@ class DeliverOutbox:
             # The messages as the claim read them: a queued message has no WhatsApp id yet, so
             # nothing else (receipts, edits, reactions, imports) can reach it meanwhile, and a
             # message only goes with its session, whose deletion the entries' re-read catches.
-            stored = {o.job.message.id: o.job.message for o in outcomes if o.job.message}
+            # Copies: a run that fails leaves the claim's reads as they were for the next.
+            stored = {o.job.message.id: copy.copy(o.job.message) for o in outcomes if o.job.message}
             book = _Book()
-            answers = [self._settle_batch(b, currents, stored, book) for b in batches]
+            tallies = [_Tally() for _ in batches]
+            answers = [
+                self._settle_batch(b, t, currents, stored, book)
+                for b, t in zip(batches, tallies, strict=True)
+            ]
             targets = await _show_reactions(uow, book)
             await uow.outbox.add_attempts(book.attempts)
             await uow.outbox.save_many(book.entries)
@@ -432,17 +470,19 @@ class DeliverOutbox:
             )
             uow.events.add(*book.events)
             await uow.commit()
-        for batch, look_again in zip(batches, answers, strict=True):
+        for batch, tally, look_again in zip(batches, tallies, answers, strict=True):
+            batch.tally.add(tally)
             batch.done.set_result(look_again)
 
     def _settle_batch(
         self,
         batch: _Batch,
+        tally: _Tally,
         currents: dict[str, OutboxEntry],
         stored: dict[str, Message],
         book: _Book,
     ) -> datetime | None:
-        session, tally = batch.session, batch.tally
+        session = batch.session
         look_again: datetime | None = None
         for outcome in batch.outcomes:
             current = currents.get(outcome.job.entry.id)

@@ -11,7 +11,7 @@ from typing import Any, Self
 import pytest
 
 from whatsgate.adapters.memory.uow import MemoryStore, MemoryUnitOfWork
-from whatsgate.domain.errors import FeatureUnavailable, InvalidMessage
+from whatsgate.domain.errors import FeatureUnavailable, InvalidMessage, WriteConflict
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import Direction, Message, MessageKind, MessageStatus
 from whatsgate.domain.outbox import OutboxState, RetryPolicy
@@ -21,6 +21,7 @@ from whatsgate.ports.engine import TypingState
 from whatsgate.testing import settle
 from whatsgate.usecases._chats import conversation_for
 from whatsgate.usecases.outbox import (
+    RECORD_PAUSES,
     DeliverCommand,
     DeliverOutbox,
     DeliveryReport,
@@ -615,3 +616,83 @@ async def test_unpaced_two_reactions_to_one_message_in_a_batch_show_the_last() -
     report = await world.deliver(DeliverCommand())
     assert report.sent == 2
     assert (await world.message(target.id)).reactions == {str(session.jid): "👍"}
+
+
+class _RecordsFail(MemoryUnitOfWork):
+    """The commits that write down sends (they store ``message.status`` events) raise the
+    next of ``failures`` while any is left; the claims' commits go through."""
+
+    def __init__(self, store: MemoryStore, failures: list[Exception]) -> None:
+        self.failures = failures
+        super().__init__(store)
+
+    async def commit(self) -> None:
+        if self.failures and self.events.staged:
+            raise self.failures.pop(0)
+        await super().commit()
+
+
+async def test_a_record_that_fails_is_written_again_and_nothing_goes_out_twice() -> None:
+    """The sends went out; writing them down failed twice (a conflict, then the database
+    busy): the record is written again after a pause, from what the claim read, so each
+    message is sent once, has one attempt and one ``sent`` event, and the pass counts each
+    once."""
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))
+    session = await world.connected_session()
+    queued = [await send(world, session, f"m{n}") for n in range(3)]
+    failures: list[Exception] = [
+        WriteConflict("Another unit of work held the rows."),
+        RuntimeError("database is locked"),
+    ]
+    deliver = DeliverOutbox(
+        lambda: _RecordsFail(world.store, failures),
+        world.connections,
+        world.clock,
+        world.media,
+        world.pacer,
+        world.outbox_settings,
+        random.Random(13),
+    )
+    passing = asyncio.ensure_future(deliver(DeliverCommand()))
+    await settle()
+    assert not passing.done() and len(failures) == 1  # the first pause (0.1 s)
+    await world.clock.advance(0.1)
+    assert not passing.done() and failures == []  # the second (0.5 s)
+    await world.clock.advance(0.5)
+    report = await asyncio.wait_for(passing, 1)
+    assert report == DeliveryReport(sent=3, next_due_at=None)
+    assert [m.text for _, m, _ in world.fake.send_calls] == ["m0", "m1", "m2"]
+    for result in queued:
+        message = await world.message(result.id)
+        assert message.status is MessageStatus.SENT and message.wa_id is not None
+        assert [a.ok for a in await world.attempts(result.id)] == [True]
+        assert (await world.outbox_entry(result.id)).state is OutboxState.DONE
+    assert [e.data["status"] for e in world.events("message.status")] == ["sent"] * 3
+
+
+async def test_a_record_that_keeps_failing_fails_the_pass_and_the_sends_go_again() -> None:
+    """Past the last pause the pass fails, its entries still pending: the next pass sends
+    them again (at least once, never lost)."""
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))
+    session = await world.connected_session()
+    queued = await send(world, session, "m0")
+    failures: list[Exception] = [RuntimeError("database is gone")] * (len(RECORD_PAUSES) + 1)
+    deliver = DeliverOutbox(
+        lambda: _RecordsFail(world.store, failures),
+        world.connections,
+        world.clock,
+        world.media,
+        world.pacer,
+        world.outbox_settings,
+        random.Random(13),
+    )
+    passing = asyncio.ensure_future(deliver(DeliverCommand()))
+    for pause in RECORD_PAUSES:
+        await settle()
+        await world.clock.advance(pause)
+    with pytest.raises(RuntimeError, match="database is gone"):
+        await asyncio.wait_for(passing, 1)
+    assert (await world.outbox_entry(queued.id)).state is OutboxState.PENDING
+    report = await deliver(DeliverCommand())
+    assert report.sent == 1 and len(world.fake.send_calls) == 2
+    assert (await world.outbox_entry(queued.id)).state is OutboxState.DONE
