@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.adapters.sql.test_begin_write_sql import PausedAfterRead
 from tests.contract.builders import World, phone, seed
 from tests.unit.usecases.harness import incoming
 from whatsgate.adapters.memory import MemoryMediaStore
@@ -123,3 +124,33 @@ async def test_contacts_synced_while_sending_to_the_new_number_are_all_kept(
         kept = [await uow.contacts.get_by_jid(world.session_id, jid) for jid in others]
     assert nina is not None and nina.name == "Nina"
     assert all(c is not None for c in kept)
+
+
+async def test_a_contact_a_sync_is_creating_is_not_created_again_by_a_send(
+    engine: AsyncEngine,
+) -> None:
+    """The sync has looked the new number up (not there) and goes on to create its contact;
+    a send to that number meanwhile waits for it (on SQLite its turn, on PostgreSQL the
+    address's lock: there is no row yet to lock) and finds the sync's contact, where it
+    created a second one for the same number."""
+    make, world, send = await paired(engine)
+    paused = PausedAfterRead(engine, "get_many", repository="contacts")
+    clock = FakeClock()
+    sync = SyncContacts(paused, SessionConnections(FakeEngine(clock), clock), clock)
+    syncing = asyncio.ensure_future(
+        sync(
+            SyncContactsCommand(
+                session_id=world.session_id,
+                contacts=(ContactInfo(jid=Jid.phone(TO), name="Nina"),),
+            )
+        )
+    )
+    command = SendMessageCommand(
+        session_id=world.session_id, to=TO, kind=MessageKind.TEXT, text="new"
+    )
+    sending = await paused.meanwhile(send(command))
+    count, _ = await asyncio.wait_for(asyncio.gather(syncing, sending), 10)
+    assert count == 1
+    async with make() as uow:
+        page = await uow.contacts.search(world.session_id, text="90000")
+    assert [(c.jid, c.name) for c in page.items] == [(Jid.phone(TO), "Nina")]

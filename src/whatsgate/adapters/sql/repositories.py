@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +74,14 @@ if TYPE_CHECKING:
 
 #: The key PostgreSQL's advisory lock takes while event ids are assigned and committed.
 EVENT_LOG_LOCK = 0x77_68_61_74_73_67_61_74  # "whatsgat"
+
+#: The first key of the advisory locks PostgreSQL's units of work take on the addresses of
+#: the contacts they look up after ``begin_write`` (the second: ``_address_key``). The
+#: two-key locks are a space of their own, apart from ``EVENT_LOG_LOCK``'s.
+CONTACT_ADDRESS_LOCKS = 0x77_67_63_61  # "wgca"
+
+#: Locks the addresses (``_address_key``) given in order, each until the transaction ends.
+_LOCK_ADDRESSES = "SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k"
 
 #: At most this many values in one ``IN (…)`` of a batched look-up: two such lists and the
 #: session id stay under SQLite's oldest limit of 999 variables per statement.
@@ -489,9 +498,22 @@ class SqlContacts(_Prepared, ContactRepository):
     async def get_many_of_sessions(
         self, session_ids: Sequence[str], jids: Sequence[Jid]
     ) -> list[Contact]:
+        if self._uow.locking and session_ids and jids:
+            await self._lock_addresses(session_ids, jids)
         time, jid, json_object = self._readers()
         rows = await self._prepared_lookup(self.t, session_ids, jids)
         return [mapping.contact_of(row, time, jid, json_object) for row in rows]
+
+    async def _lock_addresses(self, session_ids: Sequence[str], jids: Sequence[Jid]) -> None:
+        """PostgreSQL, after ``begin_write``: lock the addresses looked up until the unit of
+        work ends, whether a contact has them or not. ``FOR UPDATE`` locks the contacts
+        found; an address with none yet has no row to lock, and two units of work that
+        both did not find it would each create a contact for it (a send and a contact
+        sync, say; there is no unique key on addresses). The second now waits for the
+        first, then finds its contact. In key order, so that two look-ups do not wait for
+        each other in a circle (across look-ups they can: ``WriteConflict``)."""
+        keys = sorted({_address_key(s, str(j)) for s in set(session_ids) for j in jids})
+        await self._conn.exec_driver_sql(_LOCK_ADDRESSES, (CONTACT_ADDRESS_LOCKS, keys))
 
     async def save(self, contact: Contact) -> None:
         await self._upsert(self.t, [mapping.contact_row(contact)])
@@ -1255,6 +1277,13 @@ def one_hop_driver(conn: AsyncConnection) -> OneHopConnection | None:
         return None
     driver = sync.connection.driver_connection
     return driver if isinstance(driver, OneHopConnection) else None
+
+
+def _address_key(session_id: str, address: str) -> int:
+    """The second key of an address's advisory lock: a signed 32-bit hash of the session and
+    the address (two addresses that share one only wait for each other)."""
+    key = zlib.crc32(f"{session_id} {address}".encode())
+    return key - (1 << 32) if key >= 1 << 31 else key
 
 
 async def _driver_rows(conn: AsyncConnection, sql: str, params: tuple[Any, ...]) -> Any:
