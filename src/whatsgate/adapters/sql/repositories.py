@@ -131,7 +131,11 @@ def _upsert_statement(table: Table, dialect: str) -> postgresql.Insert | sqlite.
     stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.id],
-        set_={c.name: stmt.excluded[c.name] for c in table.c if not c.primary_key},
+        set_={
+            c.name: stmt.excluded[c.name]
+            for c in table.c
+            if not c.primary_key and c.name not in tables.OWNER_COLUMNS
+        },
     )
 
 
@@ -386,6 +390,14 @@ def _lookup_sql(dialect: Dialect, table: Table, sessions: int, keys: int, lock: 
     return f"SELECT {columns} FROM {q.format_table(table)} WHERE {where}{locked}"
 
 
+def _update_set(dialect: Dialect, names: Sequence[str]) -> str:
+    """An upsert's ``SET`` list: every column but the id and the owner's
+    (``tables.OWNER_COLUMNS``)."""
+    q = dialect.identifier_preparer
+    kept = [n for n in names if n != "id" and n not in tables.OWNER_COLUMNS]
+    return ", ".join(f"{q.quote(n)} = excluded.{q.quote(n)}" for n in kept)
+
+
 @functools.lru_cache(maxsize=64)
 def _upsert_sql(dialect: Dialect, table: Table, rows: int) -> str:
     """The text of an ``INSERT … ON CONFLICT (id) DO UPDATE`` of every column for ``rows``
@@ -395,7 +407,7 @@ def _upsert_sql(dialect: Dialect, table: Table, rows: int) -> str:
     width = len(names)
     values = ", ".join(f"({_marks(dialect, row * width + 1, width)})" for row in range(rows))
     columns = ", ".join(q.quote(name) for name in names)
-    update = ", ".join(f"{q.quote(n)} = excluded.{q.quote(n)}" for n in names if n != "id")
+    update = _update_set(dialect, names)
     return (
         f"INSERT INTO {q.format_table(table)} ({columns}) VALUES {values}"
         f" ON CONFLICT ({q.quote('id')}) DO UPDATE SET {update}"
@@ -408,7 +420,7 @@ def _upsert_one_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> s
     ``*_COLUMNS`` of a ``mapping.*_params``), for the single-row writes SendMessage makes."""
     q = dialect.identifier_preparer
     columns = ", ".join(q.quote(name) for name in names)
-    update = ", ".join(f"{q.quote(n)} = excluded.{q.quote(n)}" for n in names if n != "id")
+    update = _update_set(dialect, names)
     return (
         f"INSERT INTO {q.format_table(table)} ({columns}) VALUES ({_marks(dialect, 1, len(names))})"
         f" ON CONFLICT ({q.quote('id')}) DO UPDATE SET {update}"

@@ -44,6 +44,13 @@ ID = 36  # a UUID string
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+#: The columns of a row's owner, set when it is inserted and never changed: upserts leave
+#: them out of their ``SET`` list, so that SQLite does not rewrite the indexes that hold
+#: them and nothing else that changes (``(session_id)``, ``(session_id, id)``), as it does
+#: for every index with a column in that list, changed or not.
+OWNER_COLUMNS = frozenset({"organization_id", "session_id"})
+
+
 def _id() -> Column[str]:
     return Column("id", String(ID), primary_key=True)
 
