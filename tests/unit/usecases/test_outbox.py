@@ -632,6 +632,18 @@ class _RecordsFail(MemoryUnitOfWork):
         await super().commit()
 
 
+def records_failing(world: World, failures: list[Exception]) -> DeliverOutbox:
+    return DeliverOutbox(
+        lambda: _RecordsFail(world.store, failures),
+        world.connections,
+        world.clock,
+        world.media,
+        world.pacer,
+        world.outbox_settings,
+        random.Random(13),
+    )
+
+
 async def test_a_record_that_fails_is_written_again_and_nothing_goes_out_twice() -> None:
     """The sends went out; writing them down failed twice (a conflict, then the database
     busy): the record is written again after a pause, from what the claim read, so each
@@ -644,15 +656,7 @@ async def test_a_record_that_fails_is_written_again_and_nothing_goes_out_twice()
         WriteConflict("Another unit of work held the rows."),
         RuntimeError("database is locked"),
     ]
-    deliver = DeliverOutbox(
-        lambda: _RecordsFail(world.store, failures),
-        world.connections,
-        world.clock,
-        world.media,
-        world.pacer,
-        world.outbox_settings,
-        random.Random(13),
-    )
+    deliver = records_failing(world, failures)
     passing = asyncio.ensure_future(deliver(DeliverCommand()))
     await settle()
     assert not passing.done() and len(failures) == 1  # the first pause (0.1 s)
@@ -677,15 +681,7 @@ async def test_a_record_that_keeps_failing_fails_the_pass_and_the_sends_go_again
     session = await world.connected_session()
     queued = await send(world, session, "m0")
     failures: list[Exception] = [RuntimeError("database is gone")] * (len(RECORD_PAUSES) + 1)
-    deliver = DeliverOutbox(
-        lambda: _RecordsFail(world.store, failures),
-        world.connections,
-        world.clock,
-        world.media,
-        world.pacer,
-        world.outbox_settings,
-        random.Random(13),
-    )
+    deliver = records_failing(world, failures)
     passing = asyncio.ensure_future(deliver(DeliverCommand()))
     for pause in RECORD_PAUSES:
         await settle()
