@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from whatsgate.adapters.memory import MemoryUnitOfWork
 from whatsgate.domain.errors import (
     AlreadyExists,
     InvalidInput,
@@ -17,6 +18,7 @@ from whatsgate.domain.errors import (
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.session import SessionStatus
 from whatsgate.testing import settle
+from whatsgate.usecases import sessions as sessions_module
 from whatsgate.usecases.sessions import (
     CreateSessionCommand,
     InitializeCommand,
@@ -25,7 +27,7 @@ from whatsgate.usecases.sessions import (
     SessionCommand,
 )
 
-from .harness import World
+from .harness import ALICE, World, incoming
 
 S = SessionStatus
 
@@ -353,3 +355,39 @@ async def test_every_status_change_is_logged_with_id_statuses_and_reason(
         (session.id, "awaiting_scan", "connected", None),
         (session.id, "connected", "replaced", "replaced"),
     ]
+
+
+async def test_a_session_is_deleted_in_steps_each_committed_on_its_own(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its rows go ``DELETE_STEP`` at a time, each step its own unit of work (on SQLite,
+    other sessions' writers take their turns in between), then the session itself."""
+    monkeypatch.setattr(sessions_module, "DELETE_STEP", 4)
+    session = await world.connected_session()
+    other = await world.connected_session("support", phone="5511900000009")
+    for n in range(3):
+        await world.receive(session.id, incoming(f"W{n}", chat=ALICE))
+        await world.receive(other.id, incoming(f"O{n}", chat=ALICE))
+    left: list[int] = []  # rows under the session in the store after each step's commit
+
+    def rows() -> int:
+        store = world.store
+        tables = (store.contacts, store.conversations, store.messages)
+        return sum(1 for t in tables for r in t.values() if r.session_id == session.id) + sum(
+            1 for e in store.events if e.session_id == session.id
+        )
+
+    class Stepping(MemoryUnitOfWork):
+        async def commit(self) -> None:
+            await super().commit()
+            left.append(rows())
+
+    before = rows()
+    assert before > 8
+    world.delete.uow = lambda: Stepping(world.store)
+    await world.delete(SessionCommand(session_id=session.id))
+    steps = (before + 3) // 4
+    assert left[:steps] == [max(0, before - 4 * k) for k in range(1, steps + 1)]
+    assert left[-1] == 0 and session.id not in world.store.sessions
+    assert other.id in world.store.sessions
+    assert len([m for m in world.store.messages.values() if m.session_id == other.id]) == 3

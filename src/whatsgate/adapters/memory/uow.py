@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from whatsgate.domain.auth import ApiKey
 from whatsgate.domain.conversation import Contact, Conversation
@@ -202,6 +202,25 @@ class _Sessions(SessionRepository):
         for s in self.t.values():
             counts[str(s.status)] = counts.get(str(s.status), 0) + 1
         return counts
+
+    async def clear(self, session_id: str, limit: int) -> int:
+        tables = self.uow.tables
+        removed = 0
+        under: list[_Table[Any]] = [
+            tables.attempts,
+            tables.outbox,
+            tables.messages,
+            tables.conversations,
+            tables.contacts,
+        ]
+        for table in under:
+            removed += _delete_where(table, session_id, limit - removed)
+        store = self.uow.store
+        events = [e.id for e in store.events if e.session_id == session_id]
+        staged = self.uow.cleared_events
+        events = [i for i in events if i not in staged][: max(0, limit - removed)]
+        staged.update(events)
+        return removed + len(events)
 
     async def delete(self, session_id: str) -> None:
         tables = self.uow.tables
@@ -683,6 +702,8 @@ class MemoryUnitOfWork(UnitOfWork):
             _Table(s.delivery_attempts),
         )
         self.deleted_sessions: set[str] = set()
+        #: Events ``sessions.clear`` removed, gone at commit.
+        self.cleared_events: set[int] = set()
         self.organizations = _Organizations(self.tables.organizations)
         self.users = _Users(self.tables.users)
         self.api_keys = _ApiKeys(self.tables.api_keys)
@@ -714,8 +735,11 @@ class MemoryUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         store = self.store
         self.tables.apply()
-        if self.deleted_sessions:
-            store.events[:] = [e for e in store.events if e.session_id not in self.deleted_sessions]
+        if self.deleted_sessions or self.cleared_events:
+            gone, cleared = self.deleted_sessions, self.cleared_events
+            store.events[:] = [
+                e for e in store.events if e.session_id not in gone and e.id not in cleared
+            ]
         next_id = store.last_event_id + 1
         stored = [
             StoredEvent(
@@ -752,10 +776,12 @@ class _HasSession(Protocol):
 S = TypeVar("S", bound=_HasSession)
 
 
-def _delete_where(table: _Table[S], session_id: str) -> None:
-    for item in list(table.values()):
-        if item.session_id == session_id:
-            table.delete(item.id)
+def _delete_where(table: _Table[S], session_id: str, limit: int | None = None) -> int:
+    """Delete the session's rows of ``table`` (at most ``limit``); how many."""
+    ids = [item.id for item in table.values() if item.session_id == session_id]
+    for item_id in ids[:limit]:
+        table.delete(item_id)
+    return len(ids[:limit])
 
 
 def _naive(value: datetime) -> datetime:

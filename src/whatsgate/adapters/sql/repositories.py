@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -35,7 +35,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -328,19 +328,39 @@ class SqlSessions(_Repository, SessionRepository):
         stmt = select(self.t.c.status, func.count()).group_by(self.t.c.status)
         return {str(status): int(count) for status, count in await self._all(stmt)}
 
+    async def clear(self, session_id: str, limit: int) -> int:
+        removed = 0
+        for table in _UNDER_A_SESSION:
+            if removed >= limit:
+                break
+            some = (
+                select(table.c.id)
+                .where(table.c.session_id == session_id)
+                .limit(limit - removed)
+                .scalar_subquery()
+            )
+            result = await self._execute(delete(table).where(table.c.id.in_(some)))
+            removed += max(0, cast(CursorResult[Any], result).rowcount)
+        return removed
+
     async def delete(self, session_id: str) -> None:
         # Explicit deletes rather than trusting every connection to enforce foreign keys;
         # the session's own row last (its cascade takes webhooks and leases).
-        for table in (
-            tables.send_attempts,
-            tables.outbox,
-            tables.messages,
-            tables.conversations,
-            tables.contacts,
-            tables.events,
-        ):
+        for table in _UNDER_A_SESSION:
             await self._execute(delete(table).where(table.c.session_id == session_id))
         await self._execute(delete(self.t).where(self.t.c.id == session_id))
+
+
+#: The tables under a session, in the order a delete empties them (attempts before their
+#: outbox entries, messages before their conversations).
+_UNDER_A_SESSION = (
+    tables.send_attempts,
+    tables.outbox,
+    tables.messages,
+    tables.conversations,
+    tables.contacts,
+    tables.events,
+)
 
 
 def _marks(dialect: Dialect, first: int, count: int) -> str:
