@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
 
 from tests.databases import PostgresSchema
 from whatsgate.adapters.sql.database import (
@@ -163,5 +164,33 @@ async def _the_waiter_goes_first(engine: AsyncEngine) -> None:
         await newcomer.__aexit__(None, None, None)
         await asyncio.wait_for(waiting, 5)
         assert got == ["waiter", "newcomer"]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_the_server_closed_is_replaced_unseen_on_postgresql(
+    postgres_schema: PostgresSchema,
+) -> None:
+    """PostgreSQL restarted, or ended the backend of an idle pooled connection: the next
+    unit of work gets a working connection instead of failing on the dead one."""
+    engine = postgres_schema.engine()
+    make = SqlUnitOfWorkFactory(engine)
+    try:
+        async with make() as uow:
+            pid = (await uow.connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with make() as uow:  # the pool hands the same connection back
+            again = (await uow.connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert again == pid
+        admin = postgres_schema.engine(poolclass=NullPool)
+        try:
+            async with admin.connect() as connection:
+                await connection.execute(text(f"SELECT pg_terminate_backend({int(pid)})"))
+        finally:
+            await admin.dispose()
+        await asyncio.sleep(0.2)  # the server's goodbye reaches the idle connection
+        async with make() as uow:
+            now = (await uow.connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert now != pid
     finally:
         await engine.dispose()
