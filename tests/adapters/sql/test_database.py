@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
+from tests.contract.builders import conversation, phone, seed
 from tests.databases import PostgresSchema
 from whatsgate.adapters.sql.database import (
     BUSY_TIMEOUT_MS,
@@ -192,5 +194,37 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_unseen_on_postg
         async with make() as uow:
             now = (await uow.connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         assert now != pid
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_unit_of_work_that_only_reads_opens_no_transaction_on_postgresql(
+    postgres_schema: PostgresSchema,
+) -> None:
+    """Reads alone run in autocommit (no BEGIN, no ROLLBACK: two round trips a request);
+    the first write begins the transaction, which holds what follows; and the pool's
+    connection goes back as other users expect it, transactions as usual."""
+    engine = postgres_schema.engine(pool_size=1)
+    make = SqlUnitOfWorkFactory(engine)
+
+    async def two_transaction_times(connection: Any) -> tuple[Any, Any]:
+        first = (await connection.execute(text("SELECT now()"))).scalar_one()
+        await asyncio.sleep(0.02)
+        return first, (await connection.execute(text("SELECT now()"))).scalar_one()
+
+    try:
+        world = await seed(make)
+        async with make() as uow:
+            assert await uow.sessions.get(world.session_id) is not None
+            first, second = await two_transaction_times(uow.connection)
+            assert first != second  # each statement its own transaction
+            await uow.conversations.save(conversation(world, phone(3)))  # a write: BEGIN
+            first, second = await two_transaction_times(uow.connection)
+            assert first == second  # one transaction from the write on
+            await uow.commit()
+        async with engine.begin() as connection:  # the same pooled connection
+            first, second = await two_transaction_times(connection)
+            assert first == second
     finally:
         await engine.dispose()

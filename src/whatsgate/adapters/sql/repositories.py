@@ -1102,10 +1102,12 @@ class SqlOutbox(_Repository, OutboxRepository):
             # workers pass over them. SQLite has one writer at a time and renders nothing.
             .with_for_update(skip_locked=True)
         )
+        self._uow.before_locking_read()
         return [mapping.to_outbox(r) for r in await self._all(stmt)]
 
     async def fronts(self, session_id: str, *, limit: int) -> list[OutboxEntry]:
         params = {"session_id": session_id, "limit": limit}
+        self._uow.before_locking_read()
         rows = (await self._conn.execute(_fronts_statement(), params)).all()
         return [mapping.to_outbox(r) for r in rows]
 
@@ -1493,6 +1495,7 @@ class SqlWebhooks(_Repository, WebhookRepository):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        self._uow.before_locking_read()
         return [mapping.to_delivery(r) for r in await self._all(stmt)]
 
     async def next_delivery_at(self) -> datetime | None:

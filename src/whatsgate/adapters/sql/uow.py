@@ -9,12 +9,18 @@ On SQLite the transaction begins at the first write statement (the driver's defe
 ``BEGIN``; reads before it see the last commit and hold no lock). Just before that statement
 the unit of work takes the database's ``WriterLock`` and holds it to commit or rollback, so the
 process's writers queue in order instead of polling SQLite's lock.
+
+On PostgreSQL likewise: the connection runs in autocommit until the first write statement or
+``begin_write``, and the transaction begins there. A unit of work that only reads (most
+requests) sends no ``BEGIN`` and no ``ROLLBACK``: two round trips, ~11 % of a PostgreSQL GET
+…/conversations in a py-spy profile. Its reads see the last commit, each statement its own,
+as they did under READ COMMITTED.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,6 +54,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.locking = False
         #: SQLite's driver connection, which prepared writes reach without SQLAlchemy.
         self._driver: OneHopConnection | None = None
+        #: PostgreSQL's driver connection (SQLAlchemy's asyncpg adapter), in autocommit until
+        #: the first write.
+        self._postgres: Any = None
         self.organizations = SqlOrganizations(self)
         self.users = SqlUsers(self)
         self.api_keys = SqlApiKeys(self)
@@ -81,6 +90,9 @@ class SqlUnitOfWork(UnitOfWork):
                 self._admission.release()
             raise
         self._driver = one_hop_driver(self._connection)
+        if self._writer is None and self._connection.dialect.driver == "asyncpg":
+            self._postgres = (await self._connection.get_raw_connection()).dbapi_connection
+            self._postgres.autocommit = True
         return self
 
     async def before_write(self) -> None:
@@ -89,6 +101,16 @@ class SqlUnitOfWork(UnitOfWork):
         if self._writer is not None and not self._writing:
             await self._writer.acquire()
             self._writing = True
+        else:
+            self.before_locking_read()
+
+    def before_locking_read(self) -> None:
+        """Called by the repositories before a read that locks the rows it returns (a claim
+        with ``SKIP LOCKED``, a read ``FOR UPDATE``): on PostgreSQL the transaction begins
+        with it (the next statement), so the locks last until the unit of work ends; on
+        SQLite nothing (its writers take turns)."""
+        if self._postgres is not None and self._postgres.autocommit:
+            self._postgres.autocommit = False
 
     async def begin_write(self) -> None:
         """On SQLite: wait for the process's other writers, then begin the transaction
@@ -104,6 +126,7 @@ class SqlUnitOfWork(UnitOfWork):
         it (``WriteConflict``) and its use case runs again."""
         if self._writer is None:
             self.locking = True
+            await self.before_write()  # its locks last to the end of a transaction
             return
         await self.before_write()
         driver = self._driver
@@ -126,7 +149,9 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             await self.rollback()
         finally:
-            self._connection = self._driver = None
+            if self._postgres is not None:
+                self._postgres.autocommit = False  # as the pool's other users expect it
+            self._connection = self._driver = self._postgres = None
             self.locking = False
             try:
                 await connection.close()
