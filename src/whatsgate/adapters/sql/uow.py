@@ -97,7 +97,8 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def before_write(self) -> None:
         """Called by the repositories before each write statement: on SQLite, the first one
-        waits for the process's other writers (``WriterLock``)."""
+        waits for the process's other writers (``WriterLock``); on PostgreSQL the transaction
+        begins with it (``before_locking_read``)."""
         if self._writer is not None and not self._writing:
             await self._writer.acquire()
             self._writing = True
