@@ -191,3 +191,43 @@ async def test_nothing_is_kept_without_a_commit(backend: Backend) -> None:
         await uow.webhooks.add(webhook)
     async with backend.uow() as uow:
         assert await uow.webhooks.get(webhook.id) is None
+
+
+async def test_clearing_a_session_takes_its_webhooks_deliveries_a_step_at_a_time(
+    backend: Backend,
+) -> None:
+    """A session-scoped webhook's deliveries and their attempts go in ``sessions.clear``'s
+    steps with the session's own rows (here three events), not all at once with the session
+    row; the webhook itself, and an organization webhook's deliveries, stay."""
+    world = await seed(backend.uow)
+    event_ids = await _event_ids(backend, world.org_id, world.session_id, 3)
+    of_session = Webhook(
+        organization_id=world.org_id,
+        session_id=world.session_id,
+        url="https://a.example/h",
+        created_at=T0,
+    )
+    of_org = Webhook(organization_id=world.org_id, url="https://b.example/h", created_at=T0)
+    gone = [WebhookDelivery.new(of_session.id, e, T0) for e in event_ids]
+    stays = WebhookDelivery.new(of_org.id, event_ids[0], T0)
+    async with backend.uow() as uow:
+        await uow.webhooks.add(of_session)
+        await uow.webhooks.add(of_org)
+        for delivery in [*gone, stays]:
+            await uow.webhooks.add_delivery(delivery)
+            await uow.webhooks.add_attempt(
+                DeliveryAttempt(delivery_id=delivery.id, attempt=1, at=T0)
+            )
+        await uow.commit()
+    steps: list[int] = []
+    while not steps or steps[-1] == 4:
+        async with backend.uow() as uow:
+            steps.append(await uow.sessions.clear(world.session_id, 4))
+            await uow.commit()
+    assert steps == [4, 4, 1]  # 3 deliveries, 3 attempts, 3 events
+    async with backend.uow() as uow:
+        assert [await uow.webhooks.get_delivery(d.id) for d in gone] == [None] * 3
+        assert [await uow.webhooks.attempts_for(d.id) for d in gone] == [[]] * 3
+        assert await uow.webhooks.get(of_session.id) is not None
+        assert await uow.webhooks.get_delivery(stays.id) is not None
+        assert len(await uow.webhooks.attempts_for(stays.id)) == 1

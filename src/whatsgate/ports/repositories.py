@@ -102,9 +102,10 @@ class SessionRepository(Protocol):
 
     async def clear(self, session_id: str, limit: int) -> int:
         """Remove up to ``limit`` rows of what is under the session (what ``delete``
-        removes, the session itself kept); how many it removed, fewer than ``limit`` once
-        nothing is left. A large session is deleted in such steps, each its own short unit
-        of work, so that other sessions' writers get their turns in between."""
+        removes, with the deliveries of its webhooks and their attempts; the session and its
+        webhooks kept); how many it removed, fewer than ``limit`` once nothing is left. A
+        large session is deleted in such steps, each its own short unit of work, so that
+        other sessions' writers get their turns in between."""
         ...
 
     async def delete(self, session_id: str) -> None:

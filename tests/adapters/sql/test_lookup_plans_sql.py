@@ -124,8 +124,9 @@ async def test_deleting_a_session_reads_only_its_own_rows(
             await uow.commit()
             driver._connection.set_trace_callback(None)
         deletes = list(dict.fromkeys(sql for sql in ran if sql.startswith("DELETE")))
-        # Six tables under the session a step at a time (clear), then all, then the session.
-        assert len(deletes) == 13, ran
+        # A step (clear): the session's webhooks' attempts and deliveries, and the six tables
+        # under it; then those six all at once, and the session.
+        assert len(deletes) == 15, ran
         with sqlite3.connect(Path(str(engine.url.database))) as connection:
             connection.execute("PRAGMA foreign_keys = ON")
             for sql in deletes:

@@ -205,7 +205,13 @@ class _Sessions(SessionRepository):
 
     async def clear(self, session_id: str, limit: int) -> int:
         tables = self.uow.tables
-        removed = 0
+        hooks = {w.id for w in tables.webhooks.values() if w.session_id == session_id}
+        deliveries = [d.id for d in tables.deliveries.values() if d.webhook_id in hooks]
+        attempts = [a.id for a in tables.delivery_attempts.values() if a.delivery_id in deliveries]
+        gone = (attempts + deliveries)[:limit]
+        for row_id in gone:
+            (tables.delivery_attempts if row_id in attempts else tables.deliveries).delete(row_id)
+        removed = len(gone)
         under: list[_Table[Any]] = [
             tables.attempts,
             tables.outbox,

@@ -332,15 +332,10 @@ class SqlSessions(_Repository, SessionRepository):
 
     async def clear(self, session_id: str, limit: int) -> int:
         removed = 0
-        for table in _UNDER_A_SESSION:
+        for table in (tables.webhook_attempts, tables.webhook_deliveries, *_UNDER_A_SESSION):
             if removed >= limit:
                 break
-            some = (
-                select(table.c.id)
-                .where(table.c.session_id == session_id)
-                .limit(limit - removed)
-                .scalar_subquery()
-            )
+            some = _ids_under(table, session_id).limit(limit - removed).scalar_subquery()
             result = await self._execute(delete(table).where(table.c.id.in_(some)))
             removed += max(0, cast(CursorResult[Any], result).rowcount)
         return removed
@@ -351,6 +346,19 @@ class SqlSessions(_Repository, SessionRepository):
         for table in _UNDER_A_SESSION:
             await self._execute(delete(table).where(table.c.session_id == session_id))
         await self._execute(delete(self.t).where(self.t.c.id == session_id))
+
+
+def _ids_under(table: Table, session_id: str) -> Select[Any]:
+    """The ids of ``table``'s rows under the session: its own, or (webhook deliveries and
+    their attempts, which the session's webhooks take with them) those of its webhooks."""
+    w, d = tables.webhooks, tables.webhook_deliveries
+    if table is tables.webhook_attempts:
+        joined = table.join(d, table.c.delivery_id == d.c.id).join(w, d.c.webhook_id == w.c.id)
+        return select(table.c.id).select_from(joined).where(w.c.session_id == session_id)
+    if table is d:
+        joined = d.join(w, d.c.webhook_id == w.c.id)
+        return select(d.c.id).select_from(joined).where(w.c.session_id == session_id)
+    return select(table.c.id).where(table.c.session_id == session_id)
 
 
 #: The tables under a session, in the order a delete empties them (attempts before their
