@@ -231,3 +231,39 @@ async def test_clearing_a_session_takes_its_webhooks_deliveries_a_step_at_a_time
         assert await uow.webhooks.get(of_session.id) is not None
         assert await uow.webhooks.get_delivery(stays.id) is not None
         assert len(await uow.webhooks.attempts_for(stays.id)) == 1
+
+
+async def test_clearing_a_webhook_takes_its_attempts_then_its_deliveries(
+    backend: Backend,
+) -> None:
+    """Three deliveries with an attempt each: steps of at most 4 rows take the attempts
+    first, then the deliveries; the webhook and another webhook's delivery stay."""
+    world = await seed(backend.uow)
+    event_ids = await _event_ids(backend, world.org_id, world.session_id, 3)
+    webhook = Webhook(organization_id=world.org_id, url="https://a.example/h", created_at=T0)
+    other = Webhook(organization_id=world.org_id, url="https://b.example/h", created_at=T0)
+    gone = [WebhookDelivery.new(webhook.id, e, T0) for e in event_ids]
+    stays = WebhookDelivery.new(other.id, event_ids[0], T0)
+    async with backend.uow() as uow:
+        await uow.webhooks.add(webhook)
+        await uow.webhooks.add(other)
+        for delivery in [*gone, stays]:
+            await uow.webhooks.add_delivery(delivery)
+            await uow.webhooks.add_attempt(
+                DeliveryAttempt(delivery_id=delivery.id, attempt=1, at=T0)
+            )
+        await uow.commit()
+    steps: list[int] = []
+    while not steps or steps[-1] == 4:
+        async with backend.uow() as uow:
+            steps.append(await uow.webhooks.clear(webhook.id, 4))
+            await uow.commit()
+        if len(steps) == 1:  # the first step: the three attempts, then one delivery
+            async with backend.uow() as uow:
+                assert [await uow.webhooks.attempts_for(d.id) for d in gone] == [[]] * 3
+    assert steps == [4, 2]
+    async with backend.uow() as uow:
+        assert [await uow.webhooks.get_delivery(d.id) for d in gone] == [None] * 3
+        assert await uow.webhooks.get(webhook.id) is not None
+        assert await uow.webhooks.get_delivery(stays.id) is not None
+        assert len(await uow.webhooks.attempts_for(stays.id)) == 1

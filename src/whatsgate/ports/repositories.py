@@ -295,6 +295,12 @@ class WebhookRepository(Protocol):
 
     async def get(self, webhook_id: str) -> Webhook | None: ...
 
+    async def clear(self, webhook_id: str, limit: int) -> int:
+        """Remove up to ``limit`` of the webhook's deliveries and their attempts (attempts
+        first; the webhook kept); how many rows it removed, fewer than ``limit`` once none is
+        left. A webhook with many deliveries is deleted in such steps, as a session is."""
+        ...
+
     async def delete(self, webhook_id: str) -> None:
         """Remove the webhook with its deliveries and their attempts."""
         ...

@@ -21,6 +21,7 @@ from whatsgate.domain.webhook import (
     verify_signature,
 )
 from whatsgate.testing import FakeClock, FakeWebhookSender, MemoryStore, MemoryUnitOfWork
+from whatsgate.usecases import webhooks as webhooks_module
 from whatsgate.usecases.webhooks import (
     CreateWebhook,
     CreateWebhookCommand,
@@ -504,3 +505,28 @@ async def test_no_unit_of_work_for_an_event_no_webhook_wants(hooks: Hooks) -> No
     await hooks.event(session)
     assert hooks.publisher_uows == 4  # a wanted event records its delivery in one
     assert len(hooks.store.deliveries) == 2
+
+
+async def test_a_webhook_is_disabled_then_deleted_in_steps(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disabled first (in its own unit of work), then its deliveries and attempts go
+    ``DELETE_STEP`` rows per unit of work, then the webhook: an organization's webhook has
+    deliveries of every session's events."""
+    monkeypatch.setattr(webhooks_module, "DELETE_STEP", 2)
+    admin, _, session = await hooks.organization("Acme")
+    webhook = await hooks.create(CreateWebhookCommand(actor=admin, url=URL))
+    for _ in range(5):
+        await hooks.event(session)
+    assert len(hooks.store.deliveries) == 5
+    seen: list[tuple[bool | None, int]] = []  # after each commit: active, deliveries left
+
+    class Watching(MemoryUnitOfWork):
+        async def commit(self) -> None:
+            await super().commit()
+            stored = hooks.store.webhooks.get(webhook.id)
+            seen.append((stored.active if stored else None, len(hooks.store.deliveries)))
+
+    hooks.delete.uow = lambda: Watching(hooks.store)
+    await hooks.delete(WebhookCommand(actor=admin, webhook_id=webhook.id))
+    assert seen == [(False, 5), (False, 3), (False, 1), (False, 0), (None, 0)]

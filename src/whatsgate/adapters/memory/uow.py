@@ -560,6 +560,17 @@ class _Webhooks(WebhookRepository):
         for attempt_id in [a.id for a in self.a.raw() if a.delivery_id in gone]:
             self.a.delete(attempt_id)
 
+    async def clear(self, webhook_id: str, limit: int) -> int:
+        deliveries = [d.id for d in self.d.values() if d.webhook_id == webhook_id]
+        attempts = [a.id for a in self.a.values() if a.delivery_id in set(deliveries)]
+        gone_attempts = attempts[:limit]
+        gone_deliveries = deliveries[: limit - len(gone_attempts)] if not attempts[limit:] else []
+        for attempt_id in gone_attempts:
+            self.a.delete(attempt_id)
+        for delivery_id in gone_deliveries:
+            self.d.delete(delivery_id)
+        return len(gone_attempts) + len(gone_deliveries)
+
     async def delete(self, webhook_id: str) -> None:
         self.drop(webhook_id)
 

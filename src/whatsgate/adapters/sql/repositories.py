@@ -1434,6 +1434,21 @@ class SqlWebhooks(_Repository, WebhookRepository):
         row = await self._first(select(self.t).where(self.t.c.id == webhook_id))
         return mapping.to_webhook(row) if row else None
 
+    async def clear(self, webhook_id: str, limit: int) -> int:
+        d, a = self.d.c, self.a.c
+        of_webhook = select(d.id).where(d.webhook_id == webhook_id)
+        removed = 0
+        for table, ids in (
+            (self.a, select(a.id).where(a.delivery_id.in_(of_webhook.scalar_subquery()))),
+            (self.d, of_webhook),
+        ):
+            if removed >= limit:
+                break
+            some = ids.limit(limit - removed).scalar_subquery()
+            result = await self._execute(delete(table).where(table.c.id.in_(some)))
+            removed += max(0, cast(CursorResult[Any], result).rowcount)
+        return removed
+
     async def delete(self, webhook_id: str) -> None:
         # Children first: SQLite cascades only with foreign keys on; be explicit either way.
         deliveries = select(self.d.c.id).where(self.d.c.webhook_id == webhook_id)
