@@ -205,13 +205,9 @@ class _Sessions(SessionRepository):
 
     async def clear(self, session_id: str, limit: int) -> int:
         tables = self.uow.tables
-        hooks = {w.id for w in tables.webhooks.values() if w.session_id == session_id}
-        deliveries = [d.id for d in tables.deliveries.values() if d.webhook_id in hooks]
-        attempts = [a.id for a in tables.delivery_attempts.values() if a.delivery_id in deliveries]
-        gone = (attempts + deliveries)[:limit]
-        for row_id in gone:
-            (tables.delivery_attempts if row_id in attempts else tables.deliveries).delete(row_id)
-        removed = len(gone)
+        removed = 0
+        for hook in [w.id for w in tables.webhooks.values() if w.session_id == session_id]:
+            removed += await self.uow.webhooks.clear(hook, limit - removed)
         under: list[_Table[Any]] = [
             tables.attempts,
             tables.outbox,
@@ -562,14 +558,13 @@ class _Webhooks(WebhookRepository):
 
     async def clear(self, webhook_id: str, limit: int) -> int:
         deliveries = [d.id for d in self.d.values() if d.webhook_id == webhook_id]
-        attempts = [a.id for a in self.a.values() if a.delivery_id in set(deliveries)]
-        gone_attempts = attempts[:limit]
-        gone_deliveries = deliveries[: limit - len(gone_attempts)] if not attempts[limit:] else []
-        for attempt_id in gone_attempts:
-            self.a.delete(attempt_id)
-        for delivery_id in gone_deliveries:
-            self.d.delete(delivery_id)
-        return len(gone_attempts) + len(gone_deliveries)
+        wanted = set(deliveries)
+        attempts = [a.id for a in self.a.values() if a.delivery_id in wanted]
+        # Attempts first: a delivery goes only in a step that took its last attempts.
+        gone = [(self.a, i) for i in attempts] + [(self.d, i) for i in deliveries]
+        for table, row_id in gone[: max(0, limit)]:
+            table.delete(row_id)
+        return len(gone[: max(0, limit)])
 
     async def delete(self, webhook_id: str) -> None:
         self.drop(webhook_id)
