@@ -30,6 +30,21 @@ async def _event_ids(backend: Backend, org_id: str, session_id: str, n: int) -> 
         return [e.id for e in await uow.events.after(0, session_id=session_id, limit=1000)]
 
 
+async def _attempted(
+    backend: Backend, webhooks: list[Webhook], deliveries: list[WebhookDelivery]
+) -> None:
+    """The webhooks, and the deliveries with one attempt each, committed."""
+    async with backend.uow() as uow:
+        for webhook in webhooks:
+            await uow.webhooks.add(webhook)
+        for delivery in deliveries:
+            await uow.webhooks.add_delivery(delivery)
+            await uow.webhooks.add_attempt(
+                DeliveryAttempt(delivery_id=delivery.id, attempt=1, at=T0)
+            )
+        await uow.commit()
+
+
 async def test_webhooks_round_trip_by_organization(backend: Backend) -> None:
     acme = await seed(backend.uow)
     other = await seed(backend.uow, "Other")
@@ -210,15 +225,7 @@ async def test_clearing_a_session_takes_its_webhooks_deliveries_a_step_at_a_time
     of_org = Webhook(organization_id=world.org_id, url="https://b.example/h", created_at=T0)
     gone = [WebhookDelivery.new(of_session.id, e, T0) for e in event_ids]
     stays = WebhookDelivery.new(of_org.id, event_ids[0], T0)
-    async with backend.uow() as uow:
-        await uow.webhooks.add(of_session)
-        await uow.webhooks.add(of_org)
-        for delivery in [*gone, stays]:
-            await uow.webhooks.add_delivery(delivery)
-            await uow.webhooks.add_attempt(
-                DeliveryAttempt(delivery_id=delivery.id, attempt=1, at=T0)
-            )
-        await uow.commit()
+    await _attempted(backend, [of_session, of_org], [*gone, stays])
     steps: list[int] = []
     while not steps or steps[-1] == 4:
         async with backend.uow() as uow:
@@ -244,15 +251,7 @@ async def test_clearing_a_webhook_takes_its_attempts_then_its_deliveries(
     other = Webhook(organization_id=world.org_id, url="https://b.example/h", created_at=T0)
     gone = [WebhookDelivery.new(webhook.id, e, T0) for e in event_ids]
     stays = WebhookDelivery.new(other.id, event_ids[0], T0)
-    async with backend.uow() as uow:
-        await uow.webhooks.add(webhook)
-        await uow.webhooks.add(other)
-        for delivery in [*gone, stays]:
-            await uow.webhooks.add_delivery(delivery)
-            await uow.webhooks.add_attempt(
-                DeliveryAttempt(delivery_id=delivery.id, attempt=1, at=T0)
-            )
-        await uow.commit()
+    await _attempted(backend, [webhook, other], [*gone, stays])
     steps: list[int] = []
     while not steps or steps[-1] == 4:
         async with backend.uow() as uow:

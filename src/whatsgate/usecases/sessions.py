@@ -39,6 +39,7 @@ from whatsgate.ports.engine import (
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._status import record_status
+from whatsgate.usecases._steps import clear_in_steps
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.sessions")
@@ -452,16 +453,12 @@ async def _unlink(connections: SessionConnections, session: Session) -> None:
     await connections.engine.forget(SessionRef(session.id, session.jid))
 
 
-#: Rows of a session removed per unit of work when it is deleted (``DeleteSession``).
-DELETE_STEP = 5_000
-
-
 class DeleteSession:
     """Remove a session and all its data.
 
     - A paired session is logged out first (best effort), so the phone drops the device.
     - Credentials, conversations, messages, contacts, outbox, events and media are removed.
-    - In steps of ``DELETE_STEP`` rows, each its own unit of work, then the session: one
+    - In steps of ``_steps.DELETE_STEP`` rows, each its own unit of work, then the session: one
       transaction for a session of a million messages held SQLite's writers for seconds,
       past their busy timeout, and every other session's writes failed meanwhile. A delete
       cut short leaves the session with part of its data; deleting it again finishes.
@@ -483,11 +480,7 @@ class DeleteSession:
             async with self.uow() as uow:
                 session = await _load(uow, sid)
             await _unlink(self.connections, session)
-            removed = DELETE_STEP
-            while removed == DELETE_STEP:
-                async with self.uow() as uow:
-                    removed = await uow.sessions.clear(sid, DELETE_STEP)
-                    await uow.commit()
+            await clear_in_steps(self.uow, lambda uow, step: uow.sessions.clear(sid, step))
             async with self.uow() as uow:
                 await uow.sessions.delete(sid)
                 await uow.commit()

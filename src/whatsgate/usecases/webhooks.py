@@ -36,6 +36,7 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.publisher import EventPublisher
 from whatsgate.ports.repositories import Page, UnitOfWork, UnitOfWorkFactory
 from whatsgate.ports.webhooks import WebhookSender
+from whatsgate.usecases._steps import clear_in_steps
 
 log = logging.getLogger("whatsgate.webhooks")
 
@@ -183,16 +184,12 @@ class GetWebhook:
             return await _load(uow, command.actor, command.webhook_id)
 
 
-#: Deliveries and attempts of a webhook removed per unit of work when it is deleted.
-DELETE_STEP = 5_000
-
-
 class DeleteWebhook:
     """Remove a webhook with its deliveries and their log (admins only). Nothing more is
     delivered to it, not even deliveries already due.
 
     It is disabled first (the worker gives up what is due for it), then its deliveries and
-    attempts go ``DELETE_STEP`` rows per unit of work, then the webhook: an organization's
+    attempts go ``_steps.DELETE_STEP`` rows per unit of work, then the webhook: an organization's
     webhook gets two deliveries a message of every session, and one transaction for all
     of them held SQLite's writers past every other writer's busy timeout.
     """
@@ -210,11 +207,8 @@ class DeleteWebhook:
             await uow.commit()
         if self.changed is not None:
             self.changed(command.actor.organization_id)
-        removed = DELETE_STEP
-        while removed == DELETE_STEP:
-            async with self.uow() as uow:
-                removed = await uow.webhooks.clear(command.webhook_id, DELETE_STEP)
-                await uow.commit()
+        webhook_id = command.webhook_id
+        await clear_in_steps(self.uow, lambda uow, step: uow.webhooks.clear(webhook_id, step))
         async with self.uow() as uow:
             await uow.webhooks.delete(command.webhook_id)
             await uow.commit()

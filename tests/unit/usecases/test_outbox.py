@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Self
@@ -484,8 +484,13 @@ class _CountingOutboxUnitOfWork(MemoryUnitOfWork):
 
 
 def counted_deliver(world: World, calls: Counter[str]) -> DeliverOutbox:
+    return deliver_on(world, lambda: _CountingOutboxUnitOfWork(world.store, calls))
+
+
+def deliver_on(world: World, uow: Callable[[], MemoryUnitOfWork]) -> DeliverOutbox:
+    """The world's ``DeliverOutbox``, its units of work from ``uow``."""
     return DeliverOutbox(
-        lambda: _CountingOutboxUnitOfWork(world.store, calls),
+        uow,
         world.connections,
         world.clock,
         world.media,
@@ -633,15 +638,7 @@ class _RecordsFail(MemoryUnitOfWork):
 
 
 def records_failing(world: World, failures: list[Exception]) -> DeliverOutbox:
-    return DeliverOutbox(
-        lambda: _RecordsFail(world.store, failures),
-        world.connections,
-        world.clock,
-        world.media,
-        world.pacer,
-        world.outbox_settings,
-        random.Random(13),
-    )
+    return deliver_on(world, lambda: _RecordsFail(world.store, failures))
 
 
 async def test_a_record_that_fails_is_written_again_and_nothing_goes_out_twice() -> None:

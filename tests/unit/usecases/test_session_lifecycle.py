@@ -18,7 +18,7 @@ from whatsgate.domain.errors import (
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.session import SessionStatus
 from whatsgate.testing import settle
-from whatsgate.usecases import sessions as sessions_module
+from whatsgate.usecases import _steps
 from whatsgate.usecases.sessions import (
     CreateSessionCommand,
     InitializeCommand,
@@ -362,7 +362,7 @@ async def test_a_session_is_deleted_in_steps_each_committed_on_its_own(
 ) -> None:
     """Its rows go ``DELETE_STEP`` at a time, each step its own unit of work (on SQLite,
     other sessions' writers take their turns in between), then the session itself."""
-    monkeypatch.setattr(sessions_module, "DELETE_STEP", 4)
+    monkeypatch.setattr(_steps, "DELETE_STEP", 4)
     session = await world.connected_session()
     other = await world.connected_session("support", phone="5511900000009")
     for n in range(3):

@@ -21,7 +21,7 @@ from whatsgate.domain.webhook import (
     verify_signature,
 )
 from whatsgate.testing import FakeClock, FakeWebhookSender, MemoryStore, MemoryUnitOfWork
-from whatsgate.usecases import webhooks as webhooks_module
+from whatsgate.usecases import _steps
 from whatsgate.usecases.webhooks import (
     CreateWebhook,
     CreateWebhookCommand,
@@ -513,7 +513,7 @@ async def test_a_webhook_is_disabled_then_deleted_in_steps(
     """Disabled first (in its own unit of work), then its deliveries and attempts go
     ``DELETE_STEP`` rows per unit of work, then the webhook: an organization's webhook has
     deliveries of every session's events."""
-    monkeypatch.setattr(webhooks_module, "DELETE_STEP", 2)
+    monkeypatch.setattr(_steps, "DELETE_STEP", 2)
     admin, _, session = await hooks.organization("Acme")
     webhook = await hooks.create(CreateWebhookCommand(actor=admin, url=URL))
     for _ in range(5):

@@ -189,6 +189,18 @@ class _Repository:
             rows = list({row["id"]: row for row in rows}.values())
         await self._execute(_upsert_statement(table, self._dialect), rows)
 
+    async def _delete_some(self, rows: Sequence[tuple[Table, Select[Any]]], limit: int) -> int:
+        """Delete up to ``limit`` rows, table by table in the order given, each table's
+        those whose ids its ``SELECT`` gives; how many went."""
+        removed = 0
+        for table, ids in rows:
+            if removed >= limit:
+                break
+            some = ids.limit(limit - removed).scalar_subquery()
+            result = await self._execute(delete(table).where(table.c.id.in_(some)))
+            removed += max(0, cast(CursorResult[Any], result).rowcount)
+        return removed
+
     async def _first(self, stmt: Select[Any]) -> Any:
         return (await self._execute(stmt.limit(1))).first()
 
@@ -331,14 +343,8 @@ class SqlSessions(_Repository, SessionRepository):
         return {str(status): int(count) for status, count in await self._all(stmt)}
 
     async def clear(self, session_id: str, limit: int) -> int:
-        removed = 0
-        for table in (tables.webhook_attempts, tables.webhook_deliveries, *_UNDER_A_SESSION):
-            if removed >= limit:
-                break
-            some = _ids_under(table, session_id).limit(limit - removed).scalar_subquery()
-            result = await self._execute(delete(table).where(table.c.id.in_(some)))
-            removed += max(0, cast(CursorResult[Any], result).rowcount)
-        return removed
+        under = (tables.webhook_attempts, tables.webhook_deliveries, *_UNDER_A_SESSION)
+        return await self._delete_some([(t, _ids_under(t, session_id)) for t in under], limit)
 
     async def delete(self, session_id: str) -> None:
         # Explicit deletes rather than trusting every connection to enforce foreign keys;
@@ -1437,17 +1443,8 @@ class SqlWebhooks(_Repository, WebhookRepository):
     async def clear(self, webhook_id: str, limit: int) -> int:
         d, a = self.d.c, self.a.c
         of_webhook = select(d.id).where(d.webhook_id == webhook_id)
-        removed = 0
-        for table, ids in (
-            (self.a, select(a.id).where(a.delivery_id.in_(of_webhook.scalar_subquery()))),
-            (self.d, of_webhook),
-        ):
-            if removed >= limit:
-                break
-            some = ids.limit(limit - removed).scalar_subquery()
-            result = await self._execute(delete(table).where(table.c.id.in_(some)))
-            removed += max(0, cast(CursorResult[Any], result).rowcount)
-        return removed
+        attempts = select(a.id).where(a.delivery_id.in_(of_webhook.scalar_subquery()))
+        return await self._delete_some([(self.a, attempts), (self.d, of_webhook)], limit)
 
     async def delete(self, webhook_id: str) -> None:
         # Children first: SQLite cascades only with foreign keys on; be explicit either way.
