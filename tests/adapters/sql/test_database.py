@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from tests.contract.builders import conversation, phone, seed
-from tests.databases import PostgresSchema
+from tests.databases import PostgresSchema, copy_sqlite
 from whatsgate.adapters.sql.database import (
     BUSY_TIMEOUT_MS,
     SQLITE_POOL_SIZE,
@@ -226,5 +226,160 @@ async def test_a_unit_of_work_that_only_reads_opens_no_transaction_on_postgresql
         async with engine.begin() as connection:  # the same pooled connection
             first, second = await two_transaction_times(connection)
             assert first == second
+    finally:
+        await engine.dispose()
+
+
+def _driver(uow: Any) -> Any:
+    return uow.connection.sync_connection.connection.driver_connection
+
+
+async def test_a_unit_of_work_gets_the_connection_the_one_before_handed_back(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """Units of work one after the other share a connection without checking it out of the
+    pool and in again (two greenlet hand-overs and a reset, most of an empty unit of work's
+    CPU); one is always left in the pool for code using the engine directly, and disposing
+    the engine closes the connections kept."""
+    engine = create_engine_for(
+        copy_sqlite(sqlite_template, tmp_path), pool_size=3, pool_timeout=0.5
+    )
+    make = SqlUnitOfWorkFactory(engine)
+    checkouts: list[object] = []
+    event.listen(engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+    try:
+        world = await seed(make)
+        drivers = set()
+        for _ in range(5):
+            async with make() as uow:
+                assert await uow.sessions.get(world.session_id) is not None
+                drivers.add(_driver(uow))
+        assert len(drivers) == 1
+        assert len(checkouts) == 1
+
+        async with make() as a, make() as b, make() as c:  # the whole pool at once
+            drivers |= {_driver(a), _driver(b), _driver(c)}
+        assert len(drivers) == 3
+        async with engine.connect() as connection:  # one is left in the pool
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+    assert drivers and all(driver._connection is None for driver in drivers)  # all closed
+
+
+async def test_a_kept_connection_holds_nothing_of_the_unit_of_work_before(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """A unit of work that failed half-way through its writes hands its connection on rolled
+    back: the next one sees none of its writes, holds no transaction, and can write."""
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path), pool_size=3)
+    make = SqlUnitOfWorkFactory(engine)
+    try:
+        world = await seed(make)
+        failed = make()
+        await failed.__aenter__()
+        await failed.begin_write()
+        await failed.conversations.save(conversation(world, phone(1)))
+        first = _driver(failed)
+        await failed.__aexit__(RuntimeError, RuntimeError("half-way"), None)
+        async with make() as uow:
+            assert _driver(uow) is first
+            assert not first.in_transaction
+            assert await uow.conversations.get_by_chat(world.session_id, phone(1)) is None
+            await uow.begin_write()
+            await uow.conversations.save(conversation(world, phone(2)))
+            await uow.commit()
+        async with make() as uow:
+            assert await uow.conversations.get_by_chat(world.session_id, phone(2)) is not None
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_that_failed_is_not_kept(tmp_path: Path, sqlite_template: Path) -> None:
+    """A connection SQLAlchemy invalidated (the driver failed) is replaced, and one whose
+    unit of work could not roll back goes back to the pool (which resets it), not straight to
+    the next unit of work."""
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path), pool_size=3)
+    make = SqlUnitOfWorkFactory(engine)
+    checkouts: list[object] = []
+    event.listen(engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+    try:
+        async with make() as uow:
+            invalidated = _driver(uow)
+            await uow.connection.invalidate()
+        async with make() as uow:
+            kept = _driver(uow)
+        assert kept is not invalidated
+        assert len(checkouts) == 2
+
+        broken = make()
+        await broken.__aenter__()
+        assert _driver(broken) is kept
+        assert len(checkouts) == 2  # handed on, not checked out
+
+        async def fails() -> None:
+            raise OSError("rollback failed")
+
+        broken.rollback = fails  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="rollback failed"):
+            await broken.__aexit__(None, None, None)
+        async with make() as uow:
+            assert len(checkouts) == 3  # from the pool, after its reset
+            assert not _driver(uow).in_transaction
+            assert (await uow.connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_once_a_connection_failed_as_dropped_the_others_kept_are_not_handed_out(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """A connection SQLAlchemy invalidated for an error it took for a disconnect (the server
+    went away): the pool replaces the connections checked out before, and the units of work
+    no longer hand on the ones they kept; those taken afterwards are kept again."""
+    engine = create_engine_for(copy_sqlite(sqlite_template, tmp_path), pool_size=3)
+    make = SqlUnitOfWorkFactory(engine)
+    try:
+        async with make() as a, make() as b, make() as c:
+            before = {_driver(a), _driver(b), _driver(c)}
+            await c.connection.invalidate(ConnectionResetError("server closed the connection"))
+        async with make() as d, make() as e:
+            after = {_driver(d), _driver(e)}
+        assert not after & before
+        async with make() as f:
+            assert _driver(f) in after
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_kept_connection_reads_in_autocommit_again_on_postgresql(
+    postgres_schema: PostgresSchema,
+) -> None:
+    """The connection a unit of work that wrote handed on reads in autocommit again for the
+    next one, until its first write."""
+    engine = postgres_schema.engine(pool_size=3)
+    make = SqlUnitOfWorkFactory(engine)
+
+    async def backend(uow: Any) -> int:
+        return int((await uow.connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    async def same_transaction(uow: Any) -> bool:
+        first = (await uow.connection.execute(text("SELECT now()"))).scalar_one()
+        await asyncio.sleep(0.02)
+        return bool(first == (await uow.connection.execute(text("SELECT now()"))).scalar_one())
+
+    try:
+        world = await seed(make)
+        async with make() as uow:
+            await uow.conversations.save(conversation(world, phone(3)))
+            assert await same_transaction(uow)
+            pid = await backend(uow)
+            await uow.commit()
+        async with make() as uow:
+            assert await backend(uow) == pid  # the connection kept
+            assert not await same_transaction(uow)
+            await uow.conversations.save(conversation(world, phone(4)))
+            assert await same_transaction(uow)
     finally:
         await engine.dispose()

@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError, MissingGreenlet, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_only
 
@@ -113,10 +113,75 @@ class Admission(Turns):
     """Turns at a fixed pool's connections: units of work wait here rather than in the
     pool, whose own waiting lets a newcomer take the connection just handed to a waiter
     (which then waits again, at the back). Waiting longer than ``timeout`` seconds fails as
-    the pool does."""
+    the pool does.
+
+    Between turns it keeps the connections units of work handed back, checked out of the
+    pool (``hand_back``), and gives the one handed back last to the next turn (``take``):
+    checking a connection out of SQLAlchemy's pool and in again took two greenlet hand-overs
+    and the pool's reset, ~55 µs of CPU of an empty unit of work's ~65 (bench/live_ingest.py,
+    bench/ingest_socketio.py). At most ``count - 1`` are kept, so one is always left in the
+    pool for code that uses the engine directly (migrations, tools, tests); the engine's
+    ``dispose`` closes them. Only where a kept connection can be checked without a round trip
+    (``keeps``): SQLite files, and asyncpg, which notices the server's goodbye on an idle
+    connection. Once a connection has failed as one the server dropped, the connections
+    taken before are not kept (``forget_kept``), as the pool replaces its own then."""
+
+    def __init__(self, count: int, timeout: float, *, keeps: bool) -> None:
+        super().__init__(count, timeout)
+        self._most_kept = count - 1 if keeps else 0
+        #: Connections handed back, each with the generation it was taken in.
+        self._kept: list[tuple[int, AsyncConnection]] = []
+        #: Taken before a connection failed as dropped by the server: older than this.
+        self.generation = 0
 
     def timed_out(self) -> Exception:
         return PoolTimeout(f"no database connection free within {self.timeout:g} s", code="qp")
+
+    async def take(self) -> AsyncConnection | None:
+        """The connection handed back last that still works, or None (check one out of the
+        pool then). Call it holding a turn."""
+        while self._kept:
+            generation, connection = self._kept.pop()
+            if generation == self.generation and _usable(connection):
+                return connection
+            await connection.invalidate()  # the pool opens another in its place
+            await connection.close()
+        return None
+
+    async def hand_back(self, connection: AsyncConnection, generation: int) -> None:
+        """A unit of work is done with ``connection``, rolled back, which it took in
+        ``generation``: keep it for the next turn, or give it back to the pool. Call it
+        before giving the turn back."""
+        if generation != self.generation and not connection.invalidated:
+            await connection.invalidate()  # may be dropped too: the pool opens another
+        elif len(self._kept) < self._most_kept and _usable(connection):
+            self._kept.append((generation, connection))
+            return
+        await connection.close()
+
+    def forget_kept(self) -> None:
+        """A connection failed as one the server dropped: the others taken so far may be
+        dropped too, so none of them is handed out again (``take`` closes them)."""
+        self.generation += 1
+
+    def close_kept(self) -> None:
+        """Close the connections kept (the engine is disposed); from synchronous code inside
+        SQLAlchemy's greenlet, as the engine's events run."""
+        kept, self._kept = self._kept, []
+        for _generation, connection in kept:
+            sync = connection.sync_connection
+            if sync is not None and not sync.closed:
+                sync.invalidate()  # the driver's connection closed, not handed to the pool
+                sync.close()
+
+
+def _usable(connection: AsyncConnection) -> bool:
+    """Open, not invalidated, and (asyncpg) not closed by the server."""
+    sync = connection.sync_connection
+    if sync is None or sync.closed or sync.invalidated:
+        return False
+    is_closed = getattr(sync.connection.driver_connection, "is_closed", None)  # asyncpg's
+    return not (callable(is_closed) and is_closed())
 
 
 _admissions: weakref.WeakKeyDictionary[Engine, Admission] = weakref.WeakKeyDictionary()
@@ -243,7 +308,10 @@ def _admit(engine: AsyncEngine, connections: int | None, kwargs: dict[str, Any])
     # handed to a waiter, which then queues again at the back: at 64 connections some
     # GETs waited seconds for one (bench/rest.py: p99 0.6-3 s; ~0.2 s in turn).
     timeout = float(kwargs.get("pool_timeout", 30.0))
-    _admissions[engine.sync_engine] = Admission(connections, timeout)
+    keeps = engine.dialect.name == "sqlite" or engine.dialect.driver == "asyncpg"
+    turns = _admissions[engine.sync_engine] = Admission(connections, timeout, keeps=keeps)
+    event.listen(engine.sync_engine, "engine_disposed", functools.partial(_close_kept, turns))
+    event.listen(engine.sync_engine, "invalidate", functools.partial(_dropped, turns))
 
 
 def _write_conflict(context: ExceptionContext) -> None:
@@ -251,6 +319,23 @@ def _write_conflict(context: ExceptionContext) -> None:
     it wrote nothing, and the use cases that can meet one run their unit of work again."""
     if getattr(context.original_exception, "sqlstate", None) in _ENDED_FOR_ANOTHER:
         raise WriteConflict(str(context.original_exception)) from context.original_exception
+
+
+def _close_kept(turns: Admission, _engine: Engine) -> None:
+    """On ``dispose``: close the connections units of work left with ``turns``."""
+    with contextlib.suppress(MissingGreenlet):  # disposed from synchronous code: left open
+        turns.close_kept()
+
+
+def _dropped(
+    turns: Admission, _dbapi: Any, _record: ConnectionPoolEntry, exception: BaseException | None
+) -> None:
+    """A connection invalidated for an error (SQLAlchemy took it for a disconnect, or the
+    checkout found it closed): the pool replaces the connections taken before it, and
+    ``turns`` no longer keeps them. An invalidation asked for without an error (``take``'s,
+    ``close_kept``'s) says nothing of the others."""
+    if exception is not None:
+        turns.forget_kept()
 
 
 def _wait_for_checkpoint(checkpointer: WalCheckpointer, _engine: Engine) -> None:

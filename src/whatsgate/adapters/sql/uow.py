@@ -5,6 +5,10 @@ events are written by ``commit``, in the same transaction as the change that cau
 ``on_commit`` (if any) is given them as stored, ids assigned: it wakes whoever hands the log to
 socket.io and webhooks, which then need not read back what it was just told.
 
+The connection is the one the unit of work before handed back to the engine's ``Admission``
+when it kept one, else one checked out of the pool (see ``database.Admission``); it goes back
+rolled back.
+
 On SQLite the transaction begins at the first write statement (the driver's deferred
 ``BEGIN``; reads before it see the last commit and hold no lock). Just before that statement
 the unit of work takes the database's ``WriterLock`` and holds it to commit or rollback, so the
@@ -50,6 +54,8 @@ class SqlUnitOfWork(UnitOfWork):
         self._writer = writer_lock(engine)
         self._admission = admission(engine)
         self._writing = False
+        #: ``Admission.generation`` when the connection was taken.
+        self._generation = 0
         #: PostgreSQL, after ``begin_write``: reads of rows to change lock them (``FOR UPDATE``).
         self.locking = False
         #: SQLite's driver connection, which prepared writes reach without SQLAlchemy.
@@ -84,7 +90,11 @@ class SqlUnitOfWork(UnitOfWork):
         if self._admission is not None:
             await self._admission.acquire()
         try:
-            self._connection = await self.engine.connect()
+            kept = None
+            if self._admission is not None:
+                self._generation = self._admission.generation
+                kept = await self._admission.take()
+            self._connection = kept or await self.engine.connect()
         except BaseException:
             if self._admission is not None:
                 self._admission.release()
@@ -147,15 +157,20 @@ class SqlUnitOfWork(UnitOfWork):
         tb: TracebackType | None,
     ) -> None:
         connection = self.connection
+        rolled_back = False
         try:
             await self.rollback()
+            rolled_back = True
         finally:
             if self._postgres is not None:
                 self._postgres.autocommit = False  # as the pool's other users expect it
             self._connection = self._driver = self._postgres = None
             self.locking = False
             try:
-                await connection.close()
+                if rolled_back and self._admission is not None:
+                    await self._admission.hand_back(connection, self._generation)
+                else:
+                    await connection.close()
             finally:
                 if self._admission is not None:
                     self._admission.release()
