@@ -12,12 +12,21 @@ import pytest
 from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.contract.builders import at, full_messages, message, seed
+from tests.contract.builders import (
+    at,
+    fields_of,
+    full_messages,
+    full_outbox_entry,
+    message,
+    outbox_entry,
+    seed,
+)
 from whatsgate.adapters.sql import tables
 from whatsgate.adapters.sql.types import UtcDateTime, sqlite_text
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.ids import new_id
 from whatsgate.domain.message import Message, MessageKind
+from whatsgate.domain.outbox import OutboxState
 
 
 def _shapes(world: Any) -> list[Message]:
@@ -119,3 +128,49 @@ def test_sqlite_text_is_what_utc_datetime_stores() -> None:
     ]
     for value in values:
         assert sqlite_text(value) == bind(value)
+
+
+async def test_get_many_reads_what_the_core_path_reads(engine: AsyncEngine) -> None:
+    """``get_many`` reads the driver's values by hand (``mapping.message_of``): every shape of
+    message, times from anywhere, reads back as ``get`` (Core, ``to_message``) reads it."""
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    shapes = _shapes(world)
+    async with make() as uow:
+        await uow.messages.save_many(shapes)
+        await uow.commit()
+    ids = [m.id for m in shapes]
+    async with make() as uow:
+        many = await uow.messages.get_many([*reversed(ids), "absent", ids[0]])
+        one = [await uow.messages.get(i) for i in sorted(ids)]
+    assert [m.id for m in many] == sorted(ids)
+    assert [fields_of(m) for m in many] == [fields_of(m) for m in one if m is not None]
+    assert all(m.timestamp.tzinfo is UTC and m.created_at.tzinfo is UTC for m in many)
+    kinds = {m.kind for m in many}
+    assert len(kinds) >= 6 and any(m.poll for m in many) and any(m.media for m in many)
+
+
+async def test_outbox_get_many_reads_what_the_core_path_reads(engine: AsyncEngine) -> None:
+    """``SqlOutbox.get_many`` (``mapping.outbox_of``) reads entries as the claim's Core read
+    (``fronts``, ``to_outbox``) does."""
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+    elsewhere = timezone(timedelta(hours=5, minutes=30))
+    entries = [
+        full_outbox_entry(world),
+        outbox_entry(world, "msg-2", at(31).astimezone(elsewhere)),
+        outbox_entry(world, "msg-3", datetime(2026, 3, 4, 5, 6, 7, 1), throttled=False),
+    ]
+    entries[0].state = OutboxState.PENDING  # else no claim reads it back
+    async with make() as uow:
+        await uow.outbox.save_many(entries)
+        await uow.commit()
+    async with make() as uow:
+        many = await uow.outbox.get_many([e.id for e in reversed(entries)] + ["absent"])
+        core = await uow.outbox.fronts(world.session_id, limit=10)
+    assert [e.id for e in many] == sorted(e.id for e in entries)
+    assert len(core) == 3
+    assert {e.id: fields_of(e) for e in many} == {e.id: fields_of(e) for e in core}
+    assert {e.throttled for e in many} == {True, False}
+    assert all(type(e.throttled) is bool for e in many)  # not 1 or 0: it is sent as JSON
+    assert all(e.next_attempt_at.tzinfo is UTC for e in many)

@@ -617,6 +617,61 @@ def to_message(row: Row[Any]) -> Message:
     )
 
 
+def message_of(
+    values: Sequence[Any],
+    time: Callable[[Any], datetime],
+    jid: Callable[[str], Jid],
+    json: Callable[[Any], dict[str, Any]],
+) -> Message:
+    """A message from a row of ``MESSAGE_COLUMNS`` as the driver returns it (see
+    ``contact_of``): the outbox reads the messages of every batch it claims and records
+    (``SqlMessages.get_many``). A test holds it to ``to_message``."""
+    (id_, org, session, conversation, wa_id, chat, sender, sender_alt, push, direction) = values[
+        :10
+    ]
+    (kind, text, media, location, contact, poll, quoted, target, unsupported) = values[10:19]
+    reactions, edited, revoked, timestamp, status, error, created = values[19:]
+    media_values, location_values, card_values, poll_values = (
+        None if v is None else json(v) for v in (media, location, contact, poll)
+    )
+    return Message(
+        id=id_,
+        organization_id=org,
+        session_id=session,
+        conversation_id=conversation,
+        wa_id=wa_id,
+        chat=jid(chat),
+        sender=None if sender is None else jid(sender),
+        sender_alt=None if sender_alt is None else jid(sender_alt),
+        push_name=push,
+        direction=Direction(direction),
+        kind=MessageKind(kind),
+        text=text,
+        media=Media(**media_values) if media_values else None,
+        location=Location(**location_values) if location_values else None,
+        contact=ContactCard(**card_values) if card_values else None,
+        poll=(
+            Poll(
+                question=poll_values["question"],
+                options=tuple(poll_values["options"]),
+                selectable_count=poll_values["selectable_count"],
+            )
+            if poll_values
+            else None
+        ),
+        quoted_wa_id=quoted,
+        target_wa_id=target,
+        unsupported_type=unsupported,
+        reactions=json(reactions),
+        edited_at=None if edited is None else time(edited),
+        revoked_at=None if revoked is None else time(revoked),
+        timestamp=time(timestamp),
+        status=MessageStatus(status),
+        status_error=error,
+        created_at=time(created),
+    )
+
+
 def outbox_row(e: OutboxEntry) -> Values:
     return {
         "id": e.id,
@@ -682,6 +737,26 @@ def to_outbox(row: Row[Any]) -> OutboxEntry:
         throttled=r["throttled"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+    )
+
+
+def outbox_of(values: Sequence[Any], time: Callable[[Any], datetime]) -> OutboxEntry:
+    """An outbox entry from a row of ``OUTBOX_COLUMNS`` as the driver returns it (see
+    ``contact_of``): the outbox reads back the entries of every batch it records
+    (``SqlOutbox.get_many``). A test holds it to ``to_outbox``."""
+    (id_, org, session, message_id, state, attempts, next_at, error, throttled, ca, ua) = values
+    return OutboxEntry(
+        id=id_,
+        organization_id=org,
+        session_id=session,
+        message_id=message_id,
+        state=OutboxState(state),
+        attempts=attempts,
+        next_attempt_at=time(next_at),
+        last_error=error,
+        throttled=bool(throttled),
+        created_at=time(ca),
+        updated_at=time(ua),
     )
 
 
