@@ -21,7 +21,7 @@ from tests.contract.builders import (
     outbox_entry,
     seed,
 )
-from whatsgate.adapters.sql import tables
+from whatsgate.adapters.sql import mapping, tables
 from whatsgate.adapters.sql.types import UtcDateTime, sqlite_text
 from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.ids import new_id
@@ -150,9 +150,9 @@ async def test_get_many_reads_what_the_core_path_reads(engine: AsyncEngine) -> N
     assert len(kinds) >= 6 and any(m.poll for m in many) and any(m.media for m in many)
 
 
-async def test_outbox_get_many_reads_what_the_core_path_reads(engine: AsyncEngine) -> None:
-    """``SqlOutbox.get_many`` (``mapping.outbox_of``) reads entries as the claim's Core read
-    (``fronts``, ``to_outbox``) does."""
+async def test_outbox_reads_read_what_the_core_path_reads(engine: AsyncEngine) -> None:
+    """The outbox's reads by hand (``mapping.outbox_of``: ``get_many``, the claim's
+    ``fronts``, ``heads``) read entries as a Core read (``to_outbox``) does."""
     make = SqlUnitOfWorkFactory(engine)
     world = await seed(make)
     elsewhere = timezone(timedelta(hours=5, minutes=30))
@@ -161,16 +161,22 @@ async def test_outbox_get_many_reads_what_the_core_path_reads(engine: AsyncEngin
         outbox_entry(world, "msg-2", at(31).astimezone(elsewhere)),
         outbox_entry(world, "msg-3", datetime(2026, 3, 4, 5, 6, 7, 1), throttled=False),
     ]
-    entries[0].state = OutboxState.PENDING  # else no claim reads it back
+    entries[0].state = OutboxState.PENDING  # else the claim does not read it
     async with make() as uow:
         await uow.outbox.save_many(entries)
         await uow.commit()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(tables.outbox).order_by(tables.outbox.c.id))).all()
+    core = {e.id: fields_of(e) for e in (mapping.to_outbox(r) for r in rows)}
     async with make() as uow:
         many = await uow.outbox.get_many([e.id for e in reversed(entries)] + ["absent"])
-        core = await uow.outbox.fronts(world.session_id, limit=10)
-    assert [e.id for e in many] == sorted(e.id for e in entries)
-    assert len(core) == 3
-    assert {e.id: fields_of(e) for e in many} == {e.id: fields_of(e) for e in core}
+        fronts = await uow.outbox.fronts(world.session_id, limit=10)
+        heads = await uow.outbox.heads()
+    assert [e.id for e in many] == sorted(core)
+    assert {e.id: fields_of(e) for e in many} == core
+    assert [fields_of(e) for e in fronts] == [core[e.id] for e in fronts]
+    assert {e.id for e in fronts} == set(core)
+    assert [fields_of(e) for e in heads] == [core[e.id] for e in heads] and len(heads) == 1
     assert {e.throttled for e in many} == {True, False}
     assert all(type(e.throttled) is bool for e in many)  # not 1 or 0: it is sent as JSON
     assert all(e.next_attempt_at.tzinfo is UTC for e in many)

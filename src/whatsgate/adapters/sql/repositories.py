@@ -1136,13 +1136,18 @@ class SqlOutbox(_Repository, OutboxRepository):
     async def fronts(self, session_id: str, *, limit: int) -> list[OutboxEntry]:
         params = {"session_id": session_id, "limit": limit}
         self._uow.before_locking_read()
-        rows = (await self._conn.execute(_fronts_statement(), params)).all()
-        return [mapping.to_outbox(r) for r in rows]
+        return await self._entries(_fronts_statement(), params)
 
     async def heads(self, session_id: str | None = None) -> list[OutboxEntry]:
         stmt = _heads_statement(one_session=session_id is not None)
-        rows = (await self._conn.execute(stmt, {"session_id": session_id})).all()
-        return [mapping.to_outbox(r) for r in rows]
+        return await self._entries(stmt, {"session_id": session_id})
+
+    async def _entries(self, stmt: Select[Any], params: dict[str, Any]) -> list[OutboxEntry]:
+        """The entries a statement built once reads (its columns ``OUTBOX_COLUMNS``), on
+        SQLite straight from the driver (``_read_rows``, ``mapping.outbox_of``): the worker
+        claims with ``fronts`` for every batch and looks at ``heads`` on every wake."""
+        time = types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
+        return [mapping.outbox_of(r, time) for r in await _read_rows(self._conn, stmt, params)]
 
     async def pending_count(
         self, session_id: str | None = None, *, limit: int | None = None
@@ -1188,7 +1193,7 @@ def _fronts_statement() -> Select[Any]:
     for every batch it sends. PostgreSQL skips rows another worker holds (SKIP LOCKED)."""
     c = tables.outbox.c
     return (
-        select(tables.outbox)
+        select(*(c[name] for name in mapping.OUTBOX_COLUMNS))
         .where(c.state == str(OutboxState.PENDING), c.session_id == bindparam("session_id"))
         .order_by(c.created_at, c.id)
         .limit(bindparam("limit"))
@@ -1233,7 +1238,10 @@ def _heads_statement(*, one_session: bool) -> Select[Any]:
         .scalar_subquery()
     )
     return (
-        select(t).select_from(with_pending).join(t, c.id == first).order_by(c.next_attempt_at, c.id)
+        select(*(c[name] for name in mapping.OUTBOX_COLUMNS))
+        .select_from(with_pending)
+        .join(t, c.id == first)
+        .order_by(c.next_attempt_at, c.id)
     )
 
 
