@@ -1,5 +1,6 @@
 """The single-row writes and the contact look-up SendMessage makes on every send
-(``messages.save``, ``outbox.add``, ``conversations.save``, ``contacts.get_by_jid``) hand the
+(``messages.save``, ``outbox.add``, ``conversations.save``, ``contacts.get_by_jid``), and the
+outbox's records (``messages.save_many``, ``outbox.save_many``), hand the
 driver values they prepared themselves (``mapping.*_params``) in text built once: they must
 store exactly the rows a Core insert of ``mapping.*_row`` stores, replace a stored row whole,
 and find what a Core select finds, on each database."""
@@ -10,6 +11,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from sqlalchemy import Table, Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -53,7 +55,10 @@ async def _core_insert(engine: AsyncEngine, table: Table, rows: list[dict[str, A
         await conn.execute(table.insert(), rows)
 
 
-async def test_message_save_stores_the_core_row_and_replaces_it(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["save", "save_many"])
+async def test_message_save_stores_the_core_row_and_replaces_it(
+    engine: AsyncEngine, many: bool
+) -> None:
     make = SqlUnitOfWorkFactory(engine)
     world = await seed(make)
     shapes = [
@@ -70,8 +75,11 @@ async def test_message_save_stores_the_core_row_and_replaces_it(engine: AsyncEng
         twins.append(twin)
     await _core_insert(engine, tables.messages, [mapping.message_row(t) for t in twins])
     async with make() as uow:
-        for m in shapes:
-            await uow.messages.save(m)
+        if many:  # the outbox's records
+            await uow.messages.save_many(shapes)
+        else:
+            for m in shapes:
+                await uow.messages.save(m)
         await uow.commit()
 
     stored = await _stored(engine, tables.messages, "wa_id")
@@ -83,7 +91,7 @@ async def test_message_save_stores_the_core_row_and_replaces_it(engine: AsyncEng
     first = shapes[0]
     first.status, first.status_error, first.text = MessageStatus.SENT, None, "changed"
     async with make() as uow:
-        await uow.messages.save(first)
+        await (uow.messages.save_many([first]) if many else uow.messages.save(first))
         await uow.commit()
     async with make() as uow:
         again = await uow.messages.get(first.id)
@@ -96,7 +104,10 @@ async def test_message_save_stores_the_core_row_and_replaces_it(engine: AsyncEng
         assert len(await _stored(engine, tables.messages, "wa_id")) == 2 * len(shapes)
 
 
-async def test_outbox_add_stores_the_core_row_and_replaces_it(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["add", "save_many"])
+async def test_outbox_add_stores_the_core_row_and_replaces_it(
+    engine: AsyncEngine, many: bool
+) -> None:
     make = SqlUnitOfWorkFactory(engine)
     world = await seed(make)
     shapes = [
@@ -109,8 +120,11 @@ async def test_outbox_add_stores_the_core_row_and_replaces_it(engine: AsyncEngin
     twins = [dataclasses.replace(e, id=new_id(), message_id=f"{e.message_id}-core") for e in shapes]
     await _core_insert(engine, tables.outbox, [mapping.outbox_row(t) for t in twins])
     async with make() as uow:
-        for e in shapes:
-            await uow.outbox.add(e)
+        if many:  # the outbox's records
+            await uow.outbox.save_many(shapes)
+        else:
+            for e in shapes:
+                await uow.outbox.add(e)
         await uow.commit()
 
     stored = await _stored(engine, tables.outbox, "message_id")
@@ -127,7 +141,7 @@ async def test_outbox_add_stores_the_core_row_and_replaces_it(engine: AsyncEngin
     plain = shapes[1]
     plain.state, plain.attempts, plain.last_error = OutboxState.FAILED, 3, "boom"
     async with make() as uow:
-        await uow.outbox.add(plain)
+        await (uow.outbox.save_many([plain]) if many else uow.outbox.add(plain))
         await uow.commit()
     async with make() as uow:
         again = await uow.outbox.get_for_message(plain.message_id)

@@ -257,6 +257,10 @@ class _Repository:
             rows += await _driver_rows(conn, sql, tuple(chunk))
         return rows
 
+    def _write_time(self) -> Callable[[datetime], Any]:
+        """What the prepared writes hand the driver for a time (``mapping.*_params``)."""
+        return types.as_utc if self._dialect == "postgresql" else types.sqlite_text
+
     def _readers(
         self,
     ) -> tuple[Callable[[Any], datetime], Callable[[str], Jid], Callable[[Any], dict[str, Any]]]:
@@ -450,12 +454,13 @@ def _update_set(dialect: Dialect, names: Sequence[str]) -> str:
     return ", ".join(f"{q.quote(n)} = excluded.{q.quote(n)}" for n in kept)
 
 
-@functools.lru_cache(maxsize=64)
-def _upsert_sql(dialect: Dialect, table: Table, rows: int) -> str:
-    """The text of an ``INSERT … ON CONFLICT (id) DO UPDATE`` of every column for ``rows``
-    rows of prepared values (``mapping.contact_params``, ``conversation_params``)."""
+@functools.lru_cache(maxsize=128)
+def _upsert_sql(dialect: Dialect, table: Table, names: tuple[str, ...], rows: int) -> str:
+    """The text of an ``INSERT … ON CONFLICT (id) DO UPDATE`` of ``rows`` rows of ``names``
+    (the ``*_COLUMNS`` of a ``mapping.*_params``): a Core upsert's compiled-cache look-up
+    and per-column bind processing cost more CPU than the write (bench/rest.py's POST,
+    bench/outbox.py's records)."""
     q = dialect.identifier_preparer
-    names = mapping.CONTACT_COLUMNS if table is tables.contacts else mapping.CONVERSATION_COLUMNS
     width = len(names)
     values = ", ".join(f"({_marks(dialect, row * width + 1, width)})" for row in range(rows))
     columns = ", ".join(q.quote(name) for name in names)
@@ -466,28 +471,25 @@ def _upsert_sql(dialect: Dialect, table: Table, rows: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _upsert_one_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
-    """The text of an ``INSERT … ON CONFLICT (id) DO UPDATE`` of one row of ``names`` (the
-    ``*_COLUMNS`` of a ``mapping.*_params``), for the single-row writes SendMessage makes."""
-    q = dialect.identifier_preparer
-    columns = ", ".join(q.quote(name) for name in names)
-    update = _update_set(dialect, names)
-    return (
-        f"INSERT INTO {q.format_table(table)} ({columns}) VALUES ({_marks(dialect, 1, len(names))})"
-        f" ON CONFLICT ({q.quote('id')}) DO UPDATE SET {update}"
-    )
-
-
-async def _upsert_one(
-    repo: _Repository, table: Table, names: tuple[str, ...], values: tuple[Any, ...]
+async def _upsert_prepared(
+    repo: _Repository, table: Table, names: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Upsert one row of prepared values (``mapping.*_params``) in text built once: a Core
-    upsert's compiled-cache look-up and per-column bind processing cost more CPU than the
-    write (bench/rest.py's POST)."""
+    """Upsert rows of prepared values (``mapping.*_params``, the id first), as many per
+    statement as the dialect takes; an id given twice keeps its last values (as
+    ``_upsert``)."""
+    if not rows:
+        return
+    if len(rows) > 1:
+        rows = list({row[0]: row for row in rows}.values())
     conn = repo._conn
+    dialect = conn.dialect
+    limit = dialect.insertmanyvalues_max_parameters // len(names)
+    per_statement = max(1, min(dialect.insertmanyvalues_page_size, limit))
     await repo._uow.before_write()
-    await _driver_write(conn, _upsert_one_sql(conn.dialect, table, names), values)
+    for low in range(0, len(rows), per_statement):
+        page = rows[low : low + per_statement]
+        sql = _upsert_sql(dialect, table, names, len(page))
+        await _driver_write(conn, sql, tuple(v for row in page for v in row))
 
 
 class _Prepared(_Repository):
@@ -513,31 +515,6 @@ class _Prepared(_Repository):
             params = (*sessions, *texts, *sessions, *texts) if twice else (*sessions, *texts)
             rows.update((row[0], row) for row in await _driver_rows(conn, sql, params))
         return [rows[key] for key in sorted(rows)]
-
-    async def _prepared_upsert(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Upsert rows of prepared values, the id first; an id given twice keeps its last
-        values (as ``_upsert``)."""
-        if not rows:
-            return
-        if len(rows) > 1:
-            rows = list({row[0]: row for row in rows}.values())
-        conn = self._conn
-        dialect = conn.dialect
-        width = len(rows[0])
-        per_statement = max(
-            1,
-            min(
-                dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // width
-            ),
-        )
-        await self._uow.before_write()
-        for low in range(0, len(rows), per_statement):
-            page = rows[low : low + per_statement]
-            sql = _upsert_sql(dialect, table, len(page))
-            await _driver_write(conn, sql, tuple(v for row in page for v in row))
-
-    def _write_time(self) -> Callable[[datetime], Any]:
-        return types.as_utc if self._dialect == "postgresql" else types.sqlite_text
 
 
 class SqlContacts(_Prepared, ContactRepository):
@@ -578,7 +555,8 @@ class SqlContacts(_Prepared, ContactRepository):
 
     async def save_many(self, contacts: Sequence[Contact]) -> None:
         time = self._write_time()
-        await self._prepared_upsert(self.t, [mapping.contact_params(c, time) for c in contacts])
+        rows = [mapping.contact_params(c, time) for c in contacts]
+        await _upsert_prepared(self, self.t, mapping.CONTACT_COLUMNS, rows)
 
     async def search(
         self,
@@ -636,15 +614,12 @@ class SqlConversations(_Prepared, ConversationRepository):
         return [mapping.conversation_of(row, time, jid, json_object) for row in rows]
 
     async def save(self, conversation: Conversation) -> None:
-        await self._prepared_upsert(
-            self.t, [mapping.conversation_params(conversation, self._write_time())]
-        )
+        await self.save_many([conversation])
 
     async def save_many(self, conversations: Sequence[Conversation]) -> None:
         time = self._write_time()
-        await self._prepared_upsert(
-            self.t, [mapping.conversation_params(c, time) for c in conversations]
-        )
+        rows = [mapping.conversation_params(c, time) for c in conversations]
+        await _upsert_prepared(self, self.t, mapping.CONVERSATION_COLUMNS, rows)
 
     async def search(self, query: ConversationQuery) -> Page[Conversation]:
         stmt = _conversation_search(self._dialect, _SearchShape.of(query), False)
@@ -983,9 +958,9 @@ class SqlMessages(_Repository, MessageRepository):
         return mapping.to_message(row) if row else None
 
     async def save(self, message: Message) -> None:
-        time = types.as_utc if self._dialect == "postgresql" else types.sqlite_text
+        time = self._write_time()
         values = mapping.message_params(message, time, time(message.created_at))
-        await _upsert_one(self, self.t, mapping.MESSAGE_COLUMNS, values)
+        await _upsert_prepared(self, self.t, mapping.MESSAGE_COLUMNS, [values])
 
     async def get_many(self, message_ids: Sequence[str]) -> list[Message]:
         """By id, in prepared text with the driver's values converted by hand
@@ -999,7 +974,9 @@ class SqlMessages(_Repository, MessageRepository):
         return [mapping.message_of(r, time, jid, json_object) for r in rows]
 
     async def save_many(self, messages: Sequence[Message]) -> None:
-        await self._upsert(self.t, [mapping.message_row(m) for m in messages])
+        time = self._write_time()
+        rows = [mapping.message_params(m, time, time(m.created_at)) for m in messages]
+        await _upsert_prepared(self, self.t, mapping.MESSAGE_COLUMNS, rows)
 
     async def add_new(self, messages: Sequence[Message]) -> list[Message]:
         """One ``INSERT … ON CONFLICT (session_id, wa_id) DO NOTHING RETURNING id`` of many
@@ -1098,15 +1075,15 @@ class SqlOutbox(_Repository, OutboxRepository):
     attempts = tables.send_attempts
 
     async def add(self, entry: OutboxEntry) -> None:
-        time = types.as_utc if self._dialect == "postgresql" else types.sqlite_text
-        values = mapping.outbox_params(entry, time)
-        await _upsert_one(self, self.t, mapping.OUTBOX_COLUMNS, values)
+        await self.save_many([entry])
 
     async def save(self, entry: OutboxEntry) -> None:
-        await self._upsert(self.t, [mapping.outbox_row(entry)])
+        await self.save_many([entry])
 
     async def save_many(self, entries: Sequence[OutboxEntry]) -> None:
-        await self._upsert(self.t, [mapping.outbox_row(e) for e in entries])
+        time = self._write_time()
+        rows = [mapping.outbox_params(e, time) for e in entries]
+        await _upsert_prepared(self, self.t, mapping.OUTBOX_COLUMNS, rows)
 
     async def get_for_message(self, message_id: str) -> OutboxEntry | None:
         stmt = select(self.t).where(self.t.c.message_id == message_id).order_by(self.t.c.id)
