@@ -1,6 +1,7 @@
 """``SqlMessages.add_new`` hands the driver values it prepared itself (no Core bind
-processing): the rows it stores must be exactly those the Core path (``save``) stores, on each
-database, so reads, sorting and comparisons cannot tell them apart."""
+processing): the rows it stores must be exactly those a Core insert of ``mapping.message_row``
+stores, on each database, so reads, sorting and comparisons cannot tell them apart. The
+reads by hand (``get_many``, the outbox's) must read what Core reads."""
 
 from __future__ import annotations
 
@@ -67,10 +68,10 @@ async def test_add_new_stores_the_rows_the_core_path_stores(engine: AsyncEngine)
     world = await seed(make)
     shapes = _shapes(world)
     by_core = [_twin(m, "-core") for m in shapes]
+    async with engine.begin() as conn:  # Core: the row as SQLAlchemy binds it
+        await conn.execute(tables.messages.insert(), [mapping.message_row(m) for m in by_core])
     async with make() as uow:
         assert len(await uow.messages.add_new(shapes)) == len(shapes)
-        for m in by_core:
-            await uow.messages.save(m)
         await uow.commit()
 
     stored = await _stored(engine)

@@ -1,6 +1,6 @@
 """The single-row writes and the contact look-up SendMessage makes on every send
 (``messages.save``, ``outbox.add``, ``conversations.save``, ``contacts.get_by_jid``), and the
-outbox's records (``messages.save_many``, ``outbox.save_many``), hand the
+outbox's records (``messages.save_many``, ``outbox.save_many``, ``outbox.add_attempts``), hand the
 driver values they prepared themselves (``mapping.*_params``) in text built once: they must
 store exactly the rows a Core insert of ``mapping.*_row`` stores, replace a stored row whole,
 and find what a Core select finds, on each database."""
@@ -34,7 +34,7 @@ from whatsgate.adapters.sql.uow import SqlUnitOfWorkFactory
 from whatsgate.domain.ids import new_id
 from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import MessageKind, MessageStatus
-from whatsgate.domain.outbox import OutboxState
+from whatsgate.domain.outbox import OutboxState, SendAttempt
 
 _ELSEWHERE = timezone(timedelta(hours=-3))
 _NAIVE = datetime(2026, 3, 4, 5, 6, 7, 1)
@@ -48,6 +48,16 @@ async def _stored(engine: AsyncEngine, table: Table, key: str) -> dict[str, tupl
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def _assert_stored_as_core(
+    engine: AsyncEngine, table: Table, key: str, values: list[str]
+) -> None:
+    """Each row stored under ``key`` = v holds what its Core twin (``v-core``) holds."""
+    stored = await _stored(engine, table, key)
+    assert len(stored) == 2 * len(values)
+    for value in values:
+        assert stored[value] == stored[f"{value}-core"], value
 
 
 async def _core_insert(engine: AsyncEngine, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -82,10 +92,7 @@ async def test_message_save_stores_the_core_row_and_replaces_it(
                 await uow.messages.save(m)
         await uow.commit()
 
-    stored = await _stored(engine, tables.messages, "wa_id")
-    assert len(stored) == 2 * len(shapes)
-    for m in shapes:
-        assert stored[str(m.wa_id)] == stored[f"{m.wa_id}-core"], m.wa_id
+    await _assert_stored_as_core(engine, tables.messages, "wa_id", [str(m.wa_id) for m in shapes])
 
     # A save of a stored id replaces every column.
     first = shapes[0]
@@ -127,10 +134,8 @@ async def test_outbox_add_stores_the_core_row_and_replaces_it(
                 await uow.outbox.add(e)
         await uow.commit()
 
-    stored = await _stored(engine, tables.outbox, "message_id")
-    assert len(stored) == 2 * len(shapes)
-    for e in shapes:
-        assert stored[e.message_id] == stored[f"{e.message_id}-core"], e.message_id
+    messages = [e.message_id for e in shapes]
+    await _assert_stored_as_core(engine, tables.outbox, "message_id", messages)
     async with make() as uow:
         for e, twin in zip(shapes, twins, strict=True):
             mine = await uow.outbox.get_for_message(e.message_id)
@@ -210,3 +215,46 @@ async def test_contact_by_jid_finds_what_the_core_select_finds(engine: AsyncEngi
             found = await uow.contacts.get_by_jid(world.session_id, jid)
             assert (None if found is None else fields_of(found)) == core, jid
             assert (core is None) == (jid == phone(7))
+
+
+async def test_outbox_attempts_store_the_core_row(engine: AsyncEngine) -> None:
+    """``add_attempts`` (the outbox's record of each send) stores what a Core insert of
+    ``mapping.attempt_row`` stores, and reads back the same."""
+    make = SqlUnitOfWorkFactory(engine)
+    world = await seed(make)
+
+    def attempt(n: int, started: datetime, **fields: Any) -> SendAttempt:
+        values: dict[str, Any] = {
+            "organization_id": world.org_id,
+            "session_id": world.session_id,
+            "outbox_id": f"o-{n}",
+            "message_id": f"m-{n}",
+            "attempt": n,
+            "started_at": started,
+            "latency_ms": 3.25,
+            "request_summary": "text to +5566",
+            "ok": True,
+        }
+        values.update(fields)
+        return SendAttempt(**values)
+
+    shapes = [
+        attempt(1, at(1), response="wa_id=X"),
+        attempt(2, at(2).astimezone(_ELSEWHERE), ok=False, error="timeout", latency_ms=0.0),
+        attempt(3, _NAIVE, response=None, error=None),
+        attempt(4, _WHOLE, latency_ms=1234.5, ok=False, error="banned"),
+    ]
+    twins = [dataclasses.replace(a, id=new_id(), message_id=f"{a.message_id}-core") for a in shapes]
+    await _core_insert(engine, tables.send_attempts, [mapping.attempt_row(t) for t in twins])
+    async with make() as uow:
+        await uow.outbox.add_attempts(shapes)
+        await uow.commit()
+
+    messages = [a.message_id for a in shapes]
+    await _assert_stored_as_core(engine, tables.send_attempts, "message_id", messages)
+    async with make() as uow:
+        for a, twin in zip(shapes, twins, strict=True):
+            (mine,) = await uow.outbox.attempts_for_message(a.message_id)
+            (core,) = await uow.outbox.attempts_for_message(twin.message_id)
+            assert fields_of(mine) == {**fields_of(core), "id": a.id, "message_id": a.message_id}
+            assert type(mine.ok) is bool

@@ -777,6 +777,43 @@ def attempt_row(a: SendAttempt) -> Values:
     }
 
 
+#: The columns of ``attempt_params``, in its order (that of ``attempt_row``).
+ATTEMPT_COLUMNS = (
+    "id",
+    "organization_id",
+    "session_id",
+    "outbox_id",
+    "message_id",
+    "attempt",
+    "started_at",
+    "latency_ms",
+    "request_summary",
+    "ok",
+    "response",
+    "error",
+)
+
+
+def attempt_params(a: SendAttempt, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The values of ``attempt_row`` as the driver takes them, in ``ATTEMPT_COLUMNS`` order
+    (see ``message_params``): the outbox records an attempt per send. A test holds the
+    result to the Core path."""
+    return (
+        a.id,
+        a.organization_id,
+        a.session_id,
+        a.outbox_id,
+        a.message_id,
+        a.attempt,
+        time(a.started_at),
+        a.latency_ms,
+        a.request_summary,
+        a.ok,
+        a.response,
+        a.error,
+    )
+
+
 def to_attempt(row: Row[Any]) -> SendAttempt:
     r = _m(row)
     return SendAttempt(

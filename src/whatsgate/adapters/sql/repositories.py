@@ -1147,10 +1147,12 @@ class SqlOutbox(_Repository, OutboxRepository):
         return value
 
     async def add_attempt(self, attempt: SendAttempt) -> None:
-        await self._upsert(self.attempts, [mapping.attempt_row(attempt)])
+        await self.add_attempts([attempt])
 
     async def add_attempts(self, attempts: Sequence[SendAttempt]) -> None:
-        await self._upsert(self.attempts, [mapping.attempt_row(a) for a in attempts])
+        time = self._write_time()
+        rows = [mapping.attempt_params(a, time) for a in attempts]
+        await _upsert_prepared(self, self.attempts, mapping.ATTEMPT_COLUMNS, rows)
 
     async def attempts_for_message(self, message_id: str) -> list[SendAttempt]:
         c = self.attempts.c
