@@ -576,9 +576,19 @@ def message_params(m: Message, time: Callable[[datetime], Any], created_at: Any)
     )
 
 
+def _poll_of(values: Values | None) -> Poll | None:
+    """The poll of a message's ``poll`` column as JSON decodes it (see ``_poll``)."""
+    if not values:
+        return None
+    return Poll(
+        question=values["question"],
+        options=tuple(values["options"]),
+        selectable_count=values["selectable_count"],
+    )
+
+
 def to_message(row: Row[Any]) -> Message:
     r = _m(row)
-    poll = r["poll"]
     return Message(
         id=r["id"],
         organization_id=r["organization_id"],
@@ -595,15 +605,7 @@ def to_message(row: Row[Any]) -> Message:
         media=Media(**r["media"]) if r["media"] else None,
         location=Location(**r["location"]) if r["location"] else None,
         contact=ContactCard(**r["contact"]) if r["contact"] else None,
-        poll=(
-            Poll(
-                question=poll["question"],
-                options=tuple(poll["options"]),
-                selectable_count=poll["selectable_count"],
-            )
-            if poll
-            else None
-        ),
+        poll=_poll_of(r["poll"]),
         quoted_wa_id=r["quoted_wa_id"],
         target_wa_id=r["target_wa_id"],
         unsupported_type=r["unsupported_type"],
@@ -650,15 +652,7 @@ def message_of(
         media=Media(**media_values) if media_values else None,
         location=Location(**location_values) if location_values else None,
         contact=ContactCard(**card_values) if card_values else None,
-        poll=(
-            Poll(
-                question=poll_values["question"],
-                options=tuple(poll_values["options"]),
-                selectable_count=poll_values["selectable_count"],
-            )
-            if poll_values
-            else None
-        ),
+        poll=_poll_of(poll_values),
         quoted_wa_id=quoted,
         target_wa_id=target,
         unsupported_type=unsupported,

@@ -261,11 +261,14 @@ class _Repository:
         """What the prepared writes hand the driver for a time (``mapping.*_params``)."""
         return types.as_utc if self._dialect == "postgresql" else types.sqlite_text
 
+    def _read_time(self) -> Callable[[Any], datetime]:
+        """What the reads by hand make of a time the driver returns (``mapping.*_of``)."""
+        return types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
+
     def _readers(
         self,
     ) -> tuple[Callable[[Any], datetime], Callable[[str], Jid], Callable[[Any], dict[str, Any]]]:
-        time = types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
-        return time, types.jid_of, types.json_object
+        return self._read_time(), types.jid_of, types.json_object
 
 
 class SqlOrganizations(_Repository, OrganizationRepository):
@@ -344,7 +347,7 @@ class SqlSessions(_Repository, SessionRepository):
         per-row, per-column result processing cost more than the read."""
         if not session_ids:
             return []
-        time = types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
+        time = self._read_time()
         rows = await self._prepared_by_ids(self.t, mapping.SESSION_COLUMNS, session_ids)
         return [mapping.session_of(r, time, types.jid_of, types.json_list) for r in rows]
 
@@ -493,12 +496,12 @@ async def _upsert_prepared(
 
 
 class _Prepared(_Repository):
-    """Batched look-ups and upserts of contacts and conversations (the tables ingest reads
-    and writes for every group of messages) in text built once per size, values handed to
-    and taken from the driver as they are: SQLAlchemy's per-row, per-column result and bind
-    processing and row mapping were a third of live ingest's CPU (bench/live_ingest.py).
-    ``mapping``'s ``*_params`` and ``*_of`` do that work, and a test holds both to the Core
-    path."""
+    """Batched look-ups of contacts and conversations by address (the tables ingest reads
+    for every group of messages) in text built once per size, values taken from the driver
+    as they are: SQLAlchemy's per-row, per-column result and bind processing and row mapping
+    were a third of live ingest's CPU (bench/live_ingest.py). ``mapping``'s ``*_of`` do that
+    work (their upserts, ``_upsert_prepared``, take ``*_params``), and a test holds both to
+    the Core path."""
 
     async def _prepared_lookup(
         self, table: Table, session_ids: Sequence[str], keys: Sequence[Jid]
@@ -987,7 +990,7 @@ class SqlMessages(_Repository, MessageRepository):
             return []
         conn = self._conn
         dialect = conn.dialect
-        time = types.as_utc if dialect.name == "postgresql" else types.sqlite_text
+        time = self._write_time()
         width = len(mapping.MESSAGE_COLUMNS)
         per_statement = max(
             1,
@@ -1092,7 +1095,7 @@ class SqlOutbox(_Repository, OutboxRepository):
 
     async def get_many(self, entry_ids: Sequence[str]) -> list[OutboxEntry]:
         """By id, as ``SqlMessages.get_many`` (``mapping.outbox_of``)."""
-        time = types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
+        time = self._read_time()
         rows = await self._prepared_by_ids(self.t, mapping.OUTBOX_COLUMNS, entry_ids)
         return [mapping.outbox_of(r, time) for r in rows]
 
@@ -1123,7 +1126,7 @@ class SqlOutbox(_Repository, OutboxRepository):
         """The entries a statement built once reads (its columns ``OUTBOX_COLUMNS``), on
         SQLite straight from the driver (``_read_rows``, ``mapping.outbox_of``): the worker
         claims with ``fronts`` for every batch and looks at ``heads`` on every wake."""
-        time = types.postgresql_time if self._dialect == "postgresql" else types.sqlite_time
+        time = self._read_time()
         return [mapping.outbox_of(r, time) for r in await _read_rows(self._conn, stmt, params)]
 
     async def pending_count(
