@@ -103,7 +103,6 @@ log = logging.getLogger("whatsgate.sandbox")
 
 #: The alphabet of WhatsApp's pairing codes (whatsmeow's "linking base32").
 _CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
-_HEX = "0123456789ABCDEF"
 _DEFAULT_MIME = {
     MessageKind.IMAGE: "image/jpeg",
     MessageKind.VIDEO: "video/mp4",
@@ -568,7 +567,9 @@ class SandboxEngine(WhatsAppEngine):
 
     def new_send_id(self) -> str:
         """An id as WhatsApp Web makes them for a send: ``3EB0`` + 18 hex digits."""
-        return "3EB0" + "".join(self.rng.choice(_HEX) for _ in range(18))
+        # One draw of 72 bits, not 18 of a digit each: ~7 % of the outbox's drain to the
+        # sandbox (bench/outbox.py) went to those draws.
+        return f"3EB0{self.rng.getrandbits(72):018X}"
 
     def _learn(self, session_id: str, contact: ContactInfo) -> None:
         self.state(session_id).contacts[contact.jid] = contact
