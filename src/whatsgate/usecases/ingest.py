@@ -22,6 +22,7 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import IncomingMessage
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import ChatLookup, contact_for, conversation_for
+from whatsgate.usecases._groups import fail_waiter
 from whatsgate.usecases._races import again_if_raced
 
 log = logging.getLogger("whatsgate.ingest")
@@ -467,7 +468,7 @@ class ProcessIncomingMessage:
                 await asyncio.sleep(0)
         except BaseException as exc:
             for waiting in self._queue:
-                _fail(waiting, exc)
+                fail_waiter(waiting.future, exc)
             self._queue.clear()
             raise
         finally:
@@ -487,7 +488,7 @@ class ProcessIncomingMessage:
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("session %s: message not ingested", batch[0].command.session_id)
-                _fail(batch[0], exc)
+                fail_waiter(batch[0].future, exc)
                 return
             for waiting in batch:
                 await self._commit([waiting])
@@ -508,11 +509,3 @@ class ProcessIncomingMessage:
             await ingestion.flush()
             await uow.commit()
         return results
-
-
-def _fail(waiting: _Waiting, exc: BaseException) -> None:
-    if not waiting.future.done():
-        if isinstance(exc, asyncio.CancelledError):
-            waiting.future.cancel()
-        else:
-            waiting.future.set_exception(exc)

@@ -34,6 +34,7 @@ from whatsgate.ports.engine import (
 )
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from whatsgate.usecases._groups import fail_waiter
 from whatsgate.usecases.connections import SessionConnections
 
 log = logging.getLogger("whatsgate.outbox")
@@ -604,8 +605,7 @@ async def _show_reactions(uow: UnitOfWork, book: _Book) -> list[Message]:
 
 def _fail(batches: list[_Batch], error: BaseException) -> None:
     for batch in batches:
-        if not batch.done.done():
-            batch.done.set_exception(error)
+        fail_waiter(batch.done, error)
 
 
 def _give_up(

@@ -8,11 +8,12 @@ import functools
 import hashlib
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from whatsgate.domain.auth import Principal
 from whatsgate.domain.errors import (
+    AlreadyExists,
     InvalidInput,
     InvalidJid,
     InvalidMessage,
@@ -21,6 +22,8 @@ from whatsgate.domain.errors import (
     SessionNotConnected,
     SessionNotFound,
     SessionNotRunning,
+    WhatsgateError,
+    WriteConflict,
 )
 from whatsgate.domain.events import ConversationUpdated, MessageReceived
 from whatsgate.domain.ids import new_id
@@ -44,6 +47,7 @@ from whatsgate.ports.engine import NumberCheck
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import contact_for, conversation_for
+from whatsgate.usecases._groups import fail_waiter
 from whatsgate.usecases._races import again_if_raced
 from whatsgate.usecases.access import visible_sender
 from whatsgate.usecases.connections import SessionConnections
@@ -117,6 +121,30 @@ class SendMessageResult:
         return self.message.status
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A send waiting for its group's unit of work."""
+
+    command: SendMessageCommand
+    principal: Principal | None
+    message_id: str
+    future: asyncio.Future[SendMessageResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What a send's checks found, all it needs to be written."""
+
+    session: Session
+    kind: MessageKind
+    to: Jid
+    quoted: str | None
+    target: str | None
+    media: Media | None
+
+
 class SendMessage:
     """Queue one message for sending and return at once.
 
@@ -131,6 +159,12 @@ class SendMessage:
       MediaStore; the conversation (and contact) are created when new; ``message.new`` and
       ``conversation.updated`` are published; the outbox worker is woken.
     - ``throttled`` says pacing will hold the message back (the session is past its budget).
+    - Group commit: sends made while another group is being written share the next unit of
+      work (at most ``max_group``), each returning once its own message is committed; one
+      that fails its checks fails alone. If the shared unit of work fails, its sends run
+      again one by one. A send alone, and one with media (its bytes are stored before its
+      writers' turn), has a unit of work of its own. A caller that stops waiting (a client
+      gone) takes its send out of its group if the send's turn has not come yet.
     """
 
     def __init__(
@@ -140,12 +174,17 @@ class SendMessage:
         media: MediaStore,
         pacer: SendPacer,
         wake: asyncio.Event | None = None,
+        *,
+        max_group: int = 100,
     ) -> None:
         self.uow = uow
         self.clock = clock
         self.media = media
         self.pacer = pacer
         self.wake = wake
+        self.max_group = max_group
+        self._waiting: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(
         self, command: SendMessageCommand, *, principal: Principal | None = None
@@ -159,106 +198,222 @@ class SendMessage:
         (``AlreadyExists``) having written nothing: they queue again, and find it
         (``again_if_raced``)."""
         message_id = new_id()  # the same on every attempt: so is the media's key
-        return await again_if_raced(
+        if command.media is not None:
+            return await self._alone(command, principal, message_id)
+        pending = _Pending(command, principal, message_id)
+        self._waiting.append(pending)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="whatsgate:send")
+        return await pending.future
+
+    async def _flush(self) -> None:
+        """Writes the waiting sends, a group at a time, until none wait."""
+        group: list[_Pending] = []
+        try:
+            while self._waiting:
+                group = self._waiting[: self.max_group]
+                del self._waiting[: len(group)]
+                await self._write_group(group)
+                group = []
+                # Let the callers just answered run: a client that sends again on an answer
+                # belongs in the next group.
+                await asyncio.sleep(0)
+        except BaseException as exc:
+            for pending in (*group, *self._waiting):
+                fail_waiter(pending.future, exc)
+            self._waiting.clear()
+            raise
+        finally:
+            self._flusher = None
+
+    async def _write_group(self, group: list[_Pending]) -> None:
+        if len(group) > 1:
+            try:
+                outcomes = await self._queue_group(group)
+            except Exception:
+                log.info("a group of %d sends failed; each runs alone", len(group), exc_info=True)
+            else:
+                for pending, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, SendMessageResult):
+                        self._queued(outcome)
+                        if not pending.future.done():
+                            pending.future.set_result(outcome)
+                    elif outcome is not None:
+                        fail_waiter(pending.future, outcome)
+                return
+        for pending in group:
+            if pending.future.done():
+                continue
+            try:
+                result = await self._alone(pending.command, pending.principal, pending.message_id)
+            except Exception as exc:
+                fail_waiter(pending.future, exc)
+            else:
+                if not pending.future.done():
+                    pending.future.set_result(result)
+
+    async def _alone(
+        self, command: SendMessageCommand, principal: Principal | None, message_id: str
+    ) -> SendMessageResult:
+        result = await again_if_raced(
             lambda: self._queue(command, principal, message_id),
             session_id=command.session_id,
             what="a send",
         )
+        self._queued(result)
+        return result
 
     async def _queue(
         self, command: SendMessageCommand, principal: Principal | None, message_id: str
     ) -> SendMessageResult:
         now = self.clock.now()
         async with self.uow() as uow:
-            found = None
-            if principal is not None:
-                found = await visible_sender(uow, principal, command.session_id, command.to)
-            kind = _check_shape(command)
-            to = _recipient(command.to)
-            if found is None:
-                found = await uow.sessions.get(command.session_id)
-            if found is None:
-                raise SessionNotFound(session_id=command.session_id)
-            session = found
-            if not session.is_paired:
-                raise SessionNotConnected(
-                    "The session is not paired with a WhatsApp account yet; pair it first.",
-                    session_id=session.id,
-                )
-            quoted = await _resolve(uow, session, command.reply_to, what="reply_to")
-            target = None
-            if command.reaction is not None:
-                target = await _resolve(uow, session, command.reaction.message_id, "reaction")
-            media = None
-            if command.media is not None:  # before the writers' turn: file I/O holds none up
-                media = await self._store_media(session, kind, message_id, command.media)
-            # What follows reads the contact and conversation it then saves: no other
-            # writer's change (an assignment, an arriving message) may land in between. The
-            # contact first, as ingest reads them: on PostgreSQL both are locked in that order.
-            await uow.begin_write()
-            contact, contact_changed = None, False
-            if not to.is_group:
-                contact, contact_changed = await contact_for(uow, session, to, now)
-            conversation, _ = await conversation_for(uow, session, to, now)
-            message = Message(
-                id=message_id,
-                organization_id=session.organization_id,
-                session_id=session.id,
-                conversation_id=conversation.id,
-                wa_id=None,
-                chat=to,
-                sender=session.jid,
-                direction=Direction.OUT,
-                kind=kind,
-                text=_text_of(command),
-                location=command.location,
-                contact=command.contact,
-                quoted_wa_id=quoted,
-                target_wa_id=target,
-                timestamp=now,
-                status=MessageStatus.QUEUED,
-                media=media,
-                created_at=now,
-            )
-            # Only as many queued messages as pacing's answer depends on are counted: the
-            # full count grew with the session's queue on every send.
-            needed = self.pacer.ahead_needed(session.id, now)
-            ahead = await uow.outbox.pending_count(session.id, limit=needed) if needed else 0
-            throttled = self.pacer.would_hold(session.id, now, ahead=ahead)
-            entry = OutboxEntry(
-                organization_id=session.organization_id,
-                session_id=session.id,
-                message_id=message.id,
-                next_attempt_at=now,
-                throttled=throttled,
-                created_at=now,
-                updated_at=now,
-            )
-            if contact is not None and contact_changed:
-                await uow.contacts.save(contact)
-            await uow.messages.save(message)
-            await uow.outbox.add(entry)
-            events: list[MessageReceived | ConversationUpdated] = [
-                MessageReceived.of(message, now, conversation.assignee_id)
-            ]
-            if kind is not MessageKind.REACTION:
-                conversation.register_message(message, now)
-                events.append(ConversationUpdated.of(conversation, now))
-            await uow.conversations.save(conversation)
-            uow.events.add(*events)
+            checked = await self._checked(uow, command, principal, message_id)
+            result = await self._write(uow, command, checked, message_id, now)
             await uow.commit()
+        return result
+
+    async def _queue_group(
+        self, group: list[_Pending]
+    ) -> list[SendMessageResult | Exception | None]:
+        """One unit of work for the group: each send's checks, then its writes, in order (a
+        send sees those before it: the conversation the first to a new number created). A
+        send whose checks fail has written nothing and fails alone; any other failure fails
+        the group (its unit of work rolls back)."""
+        now = self.clock.now()
+        outcomes: list[SendMessageResult | Exception | None] = []
+        async with self.uow() as uow:
+            for pending in group:
+                if pending.future.done():  # its caller stopped waiting: not sent
+                    outcomes.append(None)
+                    continue
+                try:
+                    checked = await self._checked(
+                        uow, pending.command, pending.principal, pending.message_id
+                    )
+                except (AlreadyExists, WriteConflict):
+                    raise  # the database ended the unit of work: the group runs again, alone
+                except WhatsgateError as exc:
+                    outcomes.append(exc)
+                    continue
+                outcomes.append(
+                    await self._write(uow, pending.command, checked, pending.message_id, now)
+                )
+            await uow.commit()
+        return outcomes
+
+    async def _checked(
+        self,
+        uow: UnitOfWork,
+        command: SendMessageCommand,
+        principal: Principal | None,
+        message_id: str,
+    ) -> _Checked:
+        """Everything a send is refused for, read in ``uow`` before it writes; stores the
+        media's bytes last."""
+        found = None
+        if principal is not None:
+            found = await visible_sender(uow, principal, command.session_id, command.to)
+        kind = _check_shape(command)
+        to = _recipient(command.to)
+        if found is None:
+            found = await uow.sessions.get(command.session_id)
+        if found is None:
+            raise SessionNotFound(session_id=command.session_id)
+        session = found
+        if not session.is_paired:
+            raise SessionNotConnected(
+                "The session is not paired with a WhatsApp account yet; pair it first.",
+                session_id=session.id,
+            )
+        quoted = await _resolve(uow, session, command.reply_to, what="reply_to")
+        target = None
+        if command.reaction is not None:
+            target = await _resolve(uow, session, command.reaction.message_id, "reaction")
+        media = None
+        if command.media is not None:  # before the writers' turn: file I/O holds none up
+            media = await self._store_media(session, kind, message_id, command.media)
+        return _Checked(session, kind, to, quoted, target, media)
+
+    async def _write(
+        self,
+        uow: UnitOfWork,
+        command: SendMessageCommand,
+        checked: _Checked,
+        message_id: str,
+        now: datetime,
+    ) -> SendMessageResult:
+        session, kind, to = checked.session, checked.kind, checked.to
+        # What follows reads the contact and conversation it then saves: no other writer's
+        # change (an assignment, an arriving message) may land in between. The contact
+        # first, as ingest reads them: on PostgreSQL both are locked in that order.
+        await uow.begin_write()
+        contact, contact_changed = None, False
+        if not to.is_group:
+            contact, contact_changed = await contact_for(uow, session, to, now)
+        conversation, _ = await conversation_for(uow, session, to, now)
+        message = Message(
+            id=message_id,
+            organization_id=session.organization_id,
+            session_id=session.id,
+            conversation_id=conversation.id,
+            wa_id=None,
+            chat=to,
+            sender=session.jid,
+            direction=Direction.OUT,
+            kind=kind,
+            text=_text_of(command),
+            location=command.location,
+            contact=command.contact,
+            quoted_wa_id=checked.quoted,
+            target_wa_id=checked.target,
+            timestamp=now,
+            status=MessageStatus.QUEUED,
+            media=checked.media,
+            created_at=now,
+        )
+        # Only as many queued messages as pacing's answer depends on are counted: the full
+        # count grew with the session's queue on every send.
+        needed = self.pacer.ahead_needed(session.id, now)
+        ahead = await uow.outbox.pending_count(session.id, limit=needed) if needed else 0
+        throttled = self.pacer.would_hold(session.id, now, ahead=ahead)
+        entry = OutboxEntry(
+            organization_id=session.organization_id,
+            session_id=session.id,
+            message_id=message.id,
+            next_attempt_at=now,
+            throttled=throttled,
+            created_at=now,
+            updated_at=now,
+        )
+        if contact is not None and contact_changed:
+            await uow.contacts.save(contact)
+        await uow.messages.save(message)
+        await uow.outbox.add(entry)
+        events: list[MessageReceived | ConversationUpdated] = [
+            MessageReceived.of(message, now, conversation.assignee_id)
+        ]
+        if kind is not MessageKind.REACTION:
+            conversation.register_message(message, now)
+            events.append(ConversationUpdated.of(conversation, now))
+        await uow.conversations.save(conversation)
+        uow.events.add(*events)
+        return SendMessageResult(message=message, throttled=throttled)
+
+    def _queued(self, result: SendMessageResult) -> None:
+        """A send committed: say so, and wake the outbox worker."""
+        message = result.message
         log.info(
             "session %s: message %s queued (%s to %s%s)",
-            session.id,
+            message.session_id,
             message.id,
-            kind,
-            to,
-            ", held back by pacing" if throttled else "",
-            extra={"session_id": session.id, "message_id": message.id},
+            message.kind,
+            message.chat,
+            ", held back by pacing" if result.throttled else "",
+            extra={"session_id": message.session_id, "message_id": message.id},
         )
         if self.wake is not None:
             self.wake.set()
-        return SendMessageResult(message=message, throttled=throttled)
 
     async def _store_media(
         self, session: Session, kind: MessageKind, message_id: str, media: OutgoingMedia

@@ -22,6 +22,7 @@ from whatsgate.domain.jid import Jid
 from whatsgate.domain.message import MessageKind
 from whatsgate.domain.pacing import PacingPolicy, SendPacer
 from whatsgate.ports.engine import ContactInfo, HistoryBatch
+from whatsgate.ports.repositories import CommitListener
 from whatsgate.testing.clock import FakeClock
 from whatsgate.testing.engine import FakeEngine
 from whatsgate.usecases.connections import SessionConnections
@@ -37,8 +38,11 @@ TO = "+55 11 90000-0042"
 T = TypeVar("T")
 
 
-async def paired(engine: AsyncEngine) -> tuple[SqlUnitOfWorkFactory, World, SendMessage]:
-    make = SqlUnitOfWorkFactory(engine)
+async def paired(
+    engine: AsyncEngine, on_commit: CommitListener | None = None
+) -> tuple[SqlUnitOfWorkFactory, World, SendMessage]:
+    """A seeded world whose session is paired, and a SendMessage on ``engine``."""
+    make = SqlUnitOfWorkFactory(engine, on_commit=on_commit)
     world = await seed(make)
     async with make() as uow:
         session = await uow.sessions.get(world.session_id)

@@ -594,6 +594,7 @@ async def test_a_message_queued_during_a_pass_does_not_wait_for_it_to_end(world:
     slow = SlowForA(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
     worker = OutboxWorker(slow, world.clock, world.wake)
     worker.start()
+    await settle()  # the pass the sessions' connecting asked for ends: nothing was queued
     await send(world, a, "slow")
     await send(world, b, "quick")  # woke the worker while a's pass still runs
     assert [s.message.text for s in world.fake.sent] == ["quick"]

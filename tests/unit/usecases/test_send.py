@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from itertools import pairwise
 from typing import Any
 
 import pytest
 
+from whatsgate.adapters.memory.uow import MemoryStore, MemoryUnitOfWork
 from whatsgate.domain.errors import (
     InvalidJid,
     InvalidMessage,
@@ -29,7 +31,9 @@ from whatsgate.usecases.send import (
     CheckNumbersCommand,
     OutgoingMedia,
     ReactionSpec,
+    SendMessage,
     SendMessageCommand,
+    SendMessageResult,
 )
 from whatsgate.usecases.sessions import SessionCommand
 
@@ -310,6 +314,138 @@ async def test_past_the_pacing_budget_a_send_says_it_is_throttled(world: World) 
     results = [await world.send(text(session.id, f"m{i}")) for i in range(31)]
     assert [r.throttled for r in results] == [False] * 30 + [True]
     assert (await world.outbox_entry(results[-1].id)).throttled
+
+
+# -- group commit ---------------------------------------------------------------------------
+
+
+class _CommitCounting(MemoryUnitOfWork):
+    """Counts commits; the ones numbered in ``failing`` fail before writing anything (a
+    database gone for a moment)."""
+
+    def __init__(self, store: MemoryStore, calls: Counter[str], failing: set[int]) -> None:
+        self.calls = calls
+        self.failing = failing
+        super().__init__(store)
+
+    async def commit(self) -> None:
+        self.calls["commit"] += 1
+        if self.calls["commit"] in self.failing:
+            raise RuntimeError("the database went away")
+        await super().commit()
+
+
+def counted_send(
+    world: World, calls: Counter[str], *, failing: set[int] | None = None, max_group: int = 100
+) -> SendMessage:
+    """The world's SendMessage, its units of work counting their commits."""
+    return SendMessage(
+        lambda: _CommitCounting(world.store, calls, failing or set()),
+        world.clock,
+        world.media,
+        world.pacer,
+        world.wake,
+        max_group=max_group,
+    )
+
+
+async def test_sends_made_at_once_share_one_unit_of_work(world: World) -> None:
+    session = await world.connected_session()
+    calls: Counter[str] = Counter()
+    send = counted_send(world, calls)
+    results = await asyncio.gather(*(send(text(session.id, f"m{i}")) for i in range(5)))
+    assert calls["commit"] == 1
+    assert len({r.id for r in results}) == 5
+    for i, result in enumerate(results):
+        message = await world.message(result.id)
+        assert (message.text, message.status) == (f"m{i}", MessageStatus.QUEUED)
+        assert (await world.outbox_entry(result.id)).state is OutboxState.PENDING
+    # One conversation and contact for the new number, events in the order of the calls.
+    assert len(world.store.conversations) == 1 and len(world.store.contacts) == 1
+    assert [e.data["text"] for e in world.events("message.new")] == [f"m{i}" for i in range(5)]
+    assert world.wake.is_set()
+
+
+async def test_a_send_refused_in_a_group_fails_alone(world: World) -> None:
+    session = await world.connected_session()
+    calls: Counter[str] = Counter()
+    send = counted_send(world, calls)
+    results = await asyncio.gather(
+        send(text(session.id, "first")),
+        send(text("no-such-session", "lost")),
+        send(text(session.id, "   ")),
+        send(text(session.id, "last")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], SessionNotFound)
+    assert isinstance(results[2], InvalidMessage)
+    first, last = results[0], results[3]
+    assert isinstance(first, SendMessageResult) and isinstance(last, SendMessageResult)
+    assert calls["commit"] == 1
+    assert sorted(m.text or "" for m in world.store.messages.values()) == ["first", "last"]
+    assert len(world.store.outbox) == 2
+
+
+async def test_a_group_whose_unit_of_work_fails_is_written_again_a_send_at_a_time(
+    world: World,
+) -> None:
+    session = await world.connected_session()
+    calls: Counter[str] = Counter()
+    send = counted_send(world, calls, failing={1})
+    results = await asyncio.gather(*(send(text(session.id, f"m{i}")) for i in range(3)))
+    assert calls["commit"] == 1 + 3  # the group's, then one per send
+    # Each message once, under the id its caller was given.
+    assert sorted(world.store.messages) == sorted(r.id for r in results)
+    assert [(await world.message(r.id)).text for r in results] == ["m0", "m1", "m2"]
+    assert len(world.store.outbox) == 3
+
+
+async def test_a_group_holds_at_most_max_group_sends(world: World) -> None:
+    session = await world.connected_session()
+    calls: Counter[str] = Counter()
+    send = counted_send(world, calls, max_group=2)
+    await asyncio.gather(*(send(text(session.id, f"m{i}")) for i in range(5)))
+    assert calls["commit"] == 3
+    assert len(world.store.messages) == 5
+
+
+async def test_a_send_with_media_has_a_unit_of_work_of_its_own(world: World) -> None:
+    session = await world.connected_session()
+    calls: Counter[str] = Counter()
+    send = counted_send(world, calls)
+    image = SendMessageCommand(
+        session_id=session.id,
+        to=TO,
+        kind=K.IMAGE,
+        media=OutgoingMedia(data=JPEG, mime="image/jpeg"),
+    )
+    results = await asyncio.gather(
+        send(text(session.id, "a")), send(image), send(text(session.id, "b"))
+    )
+    assert calls["commit"] == 2  # the two texts together, the image alone
+    media = (await world.message(results[1].id)).media
+    assert media is not None and media.storage_key in world.media.blobs
+
+
+async def test_pacing_counts_the_sends_ahead_of_it_in_its_group(world: World) -> None:
+    session = await world.connected_session()
+    results = await asyncio.gather(*(world.send(text(session.id, f"m{i}")) for i in range(31)))
+    # As sent one after the other (test_past_the_pacing_budget_a_send_says_it_is_throttled).
+    assert [r.throttled for r in results] == [False] * 30 + [True]
+
+
+async def test_a_caller_that_stops_waiting_before_its_turn_takes_its_send_out_of_the_group(
+    world: World,
+) -> None:
+    session = await world.connected_session()
+    sends = [asyncio.ensure_future(world.send(text(session.id, f"m{i}"))) for i in range(3)]
+    await asyncio.sleep(0)  # all three are waiting for their group
+    sends[1].cancel()
+    first, last = await sends[0], await sends[2]
+    with pytest.raises(asyncio.CancelledError):
+        await sends[1]
+    assert sorted(m.text or "" for m in world.store.messages.values()) == ["m0", "m2"]
+    assert first.id in world.store.messages and last.id in world.store.messages
 
 
 # -- check numbers --------------------------------------------------------------------------
