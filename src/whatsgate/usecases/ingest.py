@@ -448,7 +448,8 @@ class ProcessIncomingMessage:
     async def __call__(self, command: IncomingMessageCommand) -> IngestResult:
         waiting = _Waiting(command)
         self._queue.append(waiting)
-        if self._flusher is None:
+        # A flusher cancelled before it ran (its event loop shut down) never cleared itself.
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="whatsgate:ingest")
         return await waiting.future
 

@@ -202,7 +202,8 @@ class SendMessage:
             return await self._alone(command, principal, message_id)
         pending = _Pending(command, principal, message_id)
         self._waiting.append(pending)
-        if self._flusher is None:
+        # A flusher cancelled before it ran (its event loop shut down) never cleared itself.
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="whatsgate:send")
         return await pending.future
 

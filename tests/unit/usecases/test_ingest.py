@@ -604,3 +604,21 @@ async def test_the_contact_keeps_the_push_name_of_the_last_message(
     assert (await world.contact(session.id, ALICE)).push_name == "Alice"
     await world.receive(session.id, incoming("M9", chat=GROUP, sender=ALICE, push_name="Ali"))
     assert (await world.contact(session.id, ALICE)).push_name == "Ali"
+
+
+async def test_a_message_is_stored_after_a_group_writer_was_cancelled_before_it_ran(
+    world: World, session: Session
+) -> None:
+    """An event loop that shuts down cancels the group's writer, perhaps before it ran (and
+    before it could clear itself): the next message must not wait for it forever."""
+    first = asyncio.ensure_future(world.receive(session.id, incoming("LOST")))
+    await asyncio.sleep(0)  # the message waits for a group; its writer has not run yet
+    writer = world.ingest._flusher
+    assert writer is not None and not writer.done()
+    writer.cancel()
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(world.receive(session.id, incoming("NEXT")), 5)
+    # The first message is stored too: the next group writes what was handed over (ingest
+    # is idempotent, so one the engine delivers again is stored once).
+    assert sorted(m.wa_id or "" for m in world.store.messages.values()) == ["LOST", "NEXT"]

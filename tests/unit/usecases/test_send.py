@@ -494,3 +494,20 @@ async def test_checking_numbers_needs_a_connected_session(world: World) -> None:
     session = await world.new_session()
     with pytest.raises(SessionNotConnected):
         await world.check_numbers(CheckNumbersCommand(session_id=session.id, numbers=("1",)))
+
+
+async def test_a_send_goes_out_after_a_group_writer_was_cancelled_before_it_ran(
+    world: World,
+) -> None:
+    """An event loop that shuts down cancels the group's writer, perhaps before it ran (and
+    before it could clear itself): the next send must not wait for it forever."""
+    session = await world.connected_session()
+    first = asyncio.ensure_future(world.send(text(session.id, "lost")))
+    await asyncio.sleep(0)  # the send waits for a group; its writer has not run yet
+    writer = world.send._flusher
+    assert writer is not None and not writer.done()
+    writer.cancel()
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    result = await asyncio.wait_for(world.send(text(session.id, "next")), 5)
+    assert (await world.message(result.id)).text == "next"
