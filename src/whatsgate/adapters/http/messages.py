@@ -89,7 +89,7 @@ class SessionMessageController(Controller):
         # media fetcher are resolved only for a media send, which needs them.
         principal = principal_of(request)
         # Fetching media waits for the access check, as before; without media the check
-        # runs in SendMessage's own unit of work (one transaction per POST).
+        # runs in SendMessage's own unit of work (one transaction for the sends made at once).
         checked = data.media is not None
         if checked:
             access: Access = await _provided(request, "access")
