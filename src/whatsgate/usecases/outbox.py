@@ -204,6 +204,8 @@ class DeliverOutbox:
         self.settings = settings
         self.rng = rng
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Sessions a pass found being drained by another: that one looks again before it ends.
+        self._look_again: set[str] = set()
         #: Sessions found not connected, and when to look at them again.
         self._offline: dict[str, datetime] = {}
         #: Batches sent and waiting to be written; whether a transaction is writing some.
@@ -238,11 +240,22 @@ class DeliverOutbox:
         )
 
     async def _drain(self, session_id: str, tally: _Tally) -> datetime | None:
-        """Send the session's due entries in order; returns when to look at it again."""
-        async with self._locks.setdefault(session_id, asyncio.Lock()):
+        """Send the session's due entries in order; returns when to look at it again.
+
+        A session another pass is draining is left to that pass, which is told to look once
+        more before it lets the session go (what woke this pass is not missed). Waiting for
+        it instead held one of the worker's two passes for as long as that session's send
+        took (a minute, to a network that does not answer), and a third wake, another
+        session's new message, found no pass free to go."""
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        if lock.locked():
+            self._look_again.add(session_id)
+            return None
+        async with lock:
             while True:
+                self._look_again.discard(session_id)
                 done, look_again = await self._next_batch(session_id, tally)
-                if done:
+                if done and session_id not in self._look_again:
                     return look_again
 
     async def _next_batch(self, session_id: str, tally: _Tally) -> tuple[bool, datetime | None]:
@@ -645,7 +658,8 @@ class OutboxWorker:
       succeeds starts the count again. A passing hiccup (the database busy for a moment) costs
       a tenth of a second, not five; a lasting failure is not retried in a tight loop.
     - Woken while a pass runs, it starts another at once (two at most): a message queued
-      meanwhile does not wait for the sends and writes of other sessions to end.
+      meanwhile does not wait for the sends and writes of other sessions to end. A pass
+      leaves a session another pass is draining to that pass (``DeliverOutbox._drain``).
     - ``stop`` lets the passes in progress finish (a send is never cut in half), then returns.
     """
 

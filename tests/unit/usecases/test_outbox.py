@@ -579,6 +579,37 @@ async def test_batches_of_sessions_sending_at_once_are_written_together() -> Non
     assert [e.data["status"] for e in world.events("message.status")] == ["sent"] * 6
 
 
+async def test_a_pass_leaves_a_session_being_drained_to_the_pass_draining_it() -> None:
+    """A second pass does not wait for a session the first is stuck in (a slow send): it
+    would hold the worker's second pass, and another session's message would wait for the
+    slow send too. The first pass, told so, looks at its session once more before it ends:
+    the message that woke the second is not left behind."""
+    world = World(outbox_settings=OutboxSettings(pacing=UNPACED))  # a's second goes at once
+    a = await world.connected_session("a", phone="5511900000001")
+    b = await world.connected_session("b", phone="5511900000002")
+    gate = asyncio.Event()
+
+    class SlowForA(DeliverOutbox):
+        async def _send(self, session: Session, connection: Any, job: Any) -> Any:
+            if session.id == a.id and job.message.text == "slow":
+                await gate.wait()  # WhatsApp taking its time to answer
+            return await super()._send(session, connection, job)
+
+    d = world.deliver
+    slow = SlowForA(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
+    worker = OutboxWorker(slow, world.clock, world.wake)
+    worker.start()
+    await settle()  # the pass the sessions' connecting asked for ends: nothing was queued
+    await send(world, a, "slow")  # the first pass is stuck in it
+    await send(world, a, "again")  # a second pass finds a being drained, and leaves it
+    await send(world, b, "quick")  # a third: b's message does not wait for a's send
+    assert [s.message.text for s in world.fake.sent] == ["quick"]
+    gate.set()
+    await settle()
+    assert [s.message.text for s in world.fake.sent] == ["quick", "slow", "again"]
+    await worker.stop()
+
+
 async def test_a_message_queued_during_a_pass_does_not_wait_for_it_to_end(world: World) -> None:
     a = await world.connected_session("a", phone="5511900000001")
     b = await world.connected_session("b", phone="5511900000002")
@@ -594,7 +625,6 @@ async def test_a_message_queued_during_a_pass_does_not_wait_for_it_to_end(world:
     slow = SlowForA(d.uow, d.connections, d.clock, d.media, d.pacer, d.settings, d.rng)
     worker = OutboxWorker(slow, world.clock, world.wake)
     worker.start()
-    await settle()  # the pass the sessions' connecting asked for ends: nothing was queued
     await send(world, a, "slow")
     await send(world, b, "quick")  # woke the worker while a's pass still runs
     assert [s.message.text for s in world.fake.sent] == ["quick"]
