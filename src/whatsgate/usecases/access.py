@@ -26,10 +26,13 @@ from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 log = logging.getLogger("whatsgate.access")
 
 
-async def visible_session(uow: UnitOfWork, principal: Principal, session_id: str) -> Session:
+async def visible_session(
+    uow: UnitOfWork, principal: Principal, session_id: str, *, read: Session | None = None
+) -> Session:
     """The session, if ``principal`` may see it (``Access.session``, inside a unit of work
-    the caller holds, so a use case checks access and reads in one)."""
-    session = await uow.sessions.get(session_id)
+    the caller holds, so a use case checks access and reads in one). ``read``: the session
+    as this unit of work already read it (not read again)."""
+    session = read if read is not None else await uow.sessions.get(session_id)
     if session is None or session.organization_id != principal.organization_id:
         raise SessionNotFound(session_id=session_id)
     if not principal.can_see(session):
@@ -38,15 +41,21 @@ async def visible_session(uow: UnitOfWork, principal: Principal, session_id: str
 
 
 async def visible_sender(
-    uow: UnitOfWork, principal: Principal, session_id: str, to: str
+    uow: UnitOfWork,
+    principal: Principal,
+    session_id: str,
+    to: str,
+    *,
+    read: Session | None = None,
 ) -> Session:
     """The session a message to ``to`` may be sent from, read in the caller's unit of work:
     one ``principal`` may see, or one where the conversation with ``to`` is assigned to them
-    (an attendant answers); the same errors as ``visible_session`` otherwise."""
+    (an attendant answers); the same errors as ``visible_session`` otherwise. ``read``: as
+    for ``visible_session``."""
     try:
-        return await visible_session(uow, principal, session_id)
+        return await visible_session(uow, principal, session_id, read=read)
     except PermissionDenied:
-        session = await uow.sessions.get(session_id)
+        session = read if read is not None else await uow.sessions.get(session_id)
         conversation = None
         if session is not None:
             conversation = await uow.conversations.get_by_chat(session_id, Jid.parse(to))

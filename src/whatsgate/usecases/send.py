@@ -283,6 +283,7 @@ class SendMessage:
         the group (its unit of work rolls back)."""
         now = self.clock.now()
         outcomes: list[SendMessageResult | Exception | None] = []
+        sessions: dict[str, Session] = {}  # read once per group: a campaign is one session's
         async with self.uow() as uow:
             for pending in group:
                 if pending.future.done():  # its caller stopped waiting: not sent
@@ -290,7 +291,7 @@ class SendMessage:
                     continue
                 try:
                     checked = await self._checked(
-                        uow, pending.command, pending.principal, pending.message_id
+                        uow, pending.command, pending.principal, pending.message_id, sessions
                     )
                 except (AlreadyExists, WriteConflict):
                     raise  # the database ended the unit of work: the group runs again, alone
@@ -309,16 +310,19 @@ class SendMessage:
         command: SendMessageCommand,
         principal: Principal | None,
         message_id: str,
+        sessions: dict[str, Session] | None = None,
     ) -> _Checked:
         """Everything a send is refused for, read in ``uow`` before it writes; stores the
-        media's bytes last."""
+        media's bytes last. ``sessions``: those this unit of work read already, by id (a
+        group's), the session added once it passed."""
+        read = sessions.get(command.session_id) if sessions is not None else None
         found = None
         if principal is not None:
-            found = await visible_sender(uow, principal, command.session_id, command.to)
+            found = await visible_sender(uow, principal, command.session_id, command.to, read=read)
         kind = _check_shape(command)
         to = _recipient(command.to)
         if found is None:
-            found = await uow.sessions.get(command.session_id)
+            found = read if read is not None else await uow.sessions.get(command.session_id)
         if found is None:
             raise SessionNotFound(session_id=command.session_id)
         session = found
@@ -334,6 +338,8 @@ class SendMessage:
         media = None
         if command.media is not None:  # before the writers' turn: file I/O holds none up
             media = await self._store_media(session, kind, message_id, command.media)
+        if sessions is not None:
+            sessions[session.id] = session
         return _Checked(session, kind, to, quoted, target, media)
 
     async def _write(

@@ -4,11 +4,12 @@ import asyncio
 import hashlib
 from collections import Counter
 from itertools import pairwise
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
 from whatsgate.adapters.memory.uow import MemoryStore, MemoryUnitOfWork
+from whatsgate.domain.auth import Principal, Role
 from whatsgate.domain.errors import (
     InvalidJid,
     InvalidMessage,
@@ -37,7 +38,7 @@ from whatsgate.usecases.send import (
 )
 from whatsgate.usecases.sessions import SessionCommand
 
-from .harness import ALICE, BOB, World
+from .harness import ALICE, BOB, World, _Counted
 from .test_access_and_pairing import add_agent, as_principal
 
 K = MessageKind
@@ -335,12 +336,21 @@ class _CommitCounting(MemoryUnitOfWork):
         await super().commit()
 
 
+class _SessionReadsCounting(_CommitCounting):
+    """Counts commits and reads of sessions."""
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.sessions = _Counted(self.sessions, "sessions", self.calls)
+        return self
+
+
 def counted_send(
     world: World, calls: Counter[str], *, failing: set[int] | None = None, max_group: int = 100
 ) -> SendMessage:
-    """The world's SendMessage, its units of work counting their commits."""
+    """The world's SendMessage, its units of work counting their commits and session reads."""
     return SendMessage(
-        lambda: _CommitCounting(world.store, calls, failing or set()),
+        lambda: _SessionReadsCounting(world.store, calls, failing or set()),
         world.clock,
         world.media,
         world.pacer,
@@ -398,6 +408,31 @@ async def test_a_group_whose_unit_of_work_fails_is_written_again_a_send_at_a_tim
     assert sorted(world.store.messages) == sorted(r.id for r in results)
     assert [(await world.message(r.id)).text for r in results] == ["m0", "m1", "m2"]
     assert len(world.store.outbox) == 3
+
+
+async def test_a_group_reads_each_session_once(world: World) -> None:
+    session = await world.connected_session()
+    other = await world.connected_session("support", phone="5511900000009")
+    owner = as_principal(await add_agent(world, session.organization_id))
+    admin = Principal(user_id="the-admin", organization_id=session.organization_id, role=Role.ADMIN)
+    calls: Counter[str] = Counter()
+    send = counted_send(world, calls)
+    results = await asyncio.gather(
+        *(send(text(session.id, f"m{i}"), principal=admin) for i in range(3)),
+        send(text(other.id, "from support")),
+        # Read once for the group, but checked for each principal: this agent may not see it.
+        send(text(session.id, "not yours"), principal=owner),
+        return_exceptions=True,
+    )
+    assert isinstance(results[4], PermissionDenied)
+    assert [r.message.text for r in results[:4] if isinstance(r, SendMessageResult)] == [
+        "m0",
+        "m1",
+        "m2",
+        "from support",
+    ]
+    assert calls["commit"] == 1
+    assert calls["sessions.get"] == 2  # one per session, not one per send
 
 
 async def test_a_group_holds_at_most_max_group_sends(world: World) -> None:
