@@ -22,7 +22,7 @@ from whatsgate.ports.clock import Clock
 from whatsgate.ports.engine import IncomingMessage
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import ChatLookup, contact_for, conversation_for
-from whatsgate.usecases._groups import fail_waiter
+from whatsgate.usecases._groups import Groups, fail_waiter
 from whatsgate.usecases._races import again_if_raced
 
 log = logging.getLogger("whatsgate.ingest")
@@ -442,38 +442,21 @@ class ProcessIncomingMessage:
         self.uow = uow
         self.clock = clock
         self.settings = settings or IngestSettings()
-        self._queue: list[_Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._groups: Groups[_Waiting] = Groups(
+            self._commit,
+            max_group=self.settings.max_group,
+            name="whatsgate:ingest",
+            before=lambda: self.clock.sleep(self.settings.group_window),
+        )
 
     async def __call__(self, command: IncomingMessageCommand) -> IngestResult:
         waiting = _Waiting(command)
-        self._queue.append(waiting)
-        # A flusher cancelled before it ran (its event loop shut down) never cleared itself.
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="whatsgate:ingest")
+        self._groups.submit(waiting)
         return await waiting.future
 
     async def handle(self, session_id: str, event: IncomingMessage) -> IngestResult:
         """The engine event handler (see ``EngineEventRouter.register``)."""
         return await self(IncomingMessageCommand(session_id=session_id, message=event))
-
-    async def _flush(self) -> None:
-        try:
-            await self.clock.sleep(self.settings.group_window)
-            while self._queue:
-                batch = self._queue[: self.settings.max_group]
-                del self._queue[: len(batch)]
-                await self._commit(batch)
-                # Let the callers just answered run: an engine hands a session's next message
-                # over only once the previous one is stored, and it belongs in the next group.
-                await asyncio.sleep(0)
-        except BaseException as exc:
-            for waiting in self._queue:
-                fail_waiter(waiting.future, exc)
-            self._queue.clear()
-            raise
-        finally:
-            self._flusher = None
 
     async def _commit(self, batch: list[_Waiting]) -> None:
         try:

@@ -47,7 +47,7 @@ from whatsgate.ports.engine import NumberCheck
 from whatsgate.ports.media import MediaStore
 from whatsgate.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from whatsgate.usecases._chats import contact_for, conversation_for
-from whatsgate.usecases._groups import fail_waiter
+from whatsgate.usecases._groups import Groups, fail_waiter
 from whatsgate.usecases._races import again_if_raced
 from whatsgate.usecases.access import visible_sender
 from whatsgate.usecases.connections import SessionConnections
@@ -182,9 +182,9 @@ class SendMessage:
         self.media = media
         self.pacer = pacer
         self.wake = wake
-        self.max_group = max_group
-        self._waiting: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._groups: Groups[_Pending] = Groups(
+            self._write_group, max_group=max_group, name="whatsgate:send"
+        )
 
     async def __call__(
         self, command: SendMessageCommand, *, principal: Principal | None = None
@@ -201,31 +201,8 @@ class SendMessage:
         if command.media is not None:
             return await self._alone(command, principal, message_id)
         pending = _Pending(command, principal, message_id)
-        self._waiting.append(pending)
-        # A flusher cancelled before it ran (its event loop shut down) never cleared itself.
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="whatsgate:send")
+        self._groups.submit(pending)
         return await pending.future
-
-    async def _flush(self) -> None:
-        """Writes the waiting sends, a group at a time, until none wait."""
-        group: list[_Pending] = []
-        try:
-            while self._waiting:
-                group = self._waiting[: self.max_group]
-                del self._waiting[: len(group)]
-                await self._write_group(group)
-                group = []
-                # Let the callers just answered run: a client that sends again on an answer
-                # belongs in the next group.
-                await asyncio.sleep(0)
-        except BaseException as exc:
-            for pending in (*group, *self._waiting):
-                fail_waiter(pending.future, exc)
-            self._waiting.clear()
-            raise
-        finally:
-            self._flusher = None
 
     async def _write_group(self, group: list[_Pending]) -> None:
         if len(group) > 1:

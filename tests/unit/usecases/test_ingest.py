@@ -613,7 +613,7 @@ async def test_a_message_is_stored_after_a_group_writer_was_cancelled_before_it_
     before it could clear itself): the next message must not wait for it forever."""
     first = asyncio.ensure_future(world.receive(session.id, incoming("LOST")))
     await asyncio.sleep(0)  # the message waits for a group; its writer has not run yet
-    writer = world.ingest._flusher
+    writer = world.ingest._groups.writer
     assert writer is not None and not writer.done()
     writer.cancel()
     first.cancel()

@@ -539,7 +539,7 @@ async def test_a_send_goes_out_after_a_group_writer_was_cancelled_before_it_ran(
     session = await world.connected_session()
     first = asyncio.ensure_future(world.send(text(session.id, "lost")))
     await asyncio.sleep(0)  # the send waits for a group; its writer has not run yet
-    writer = world.send._flusher
+    writer = world.send._groups.writer
     assert writer is not None and not writer.done()
     writer.cancel()
     first.cancel()
