@@ -203,7 +203,8 @@ class DeliverOutbox:
         self.pacer = pacer
         self.settings = settings
         self.rng = rng
-        self._locks: dict[str, asyncio.Lock] = {}
+        #: Sessions a pass is draining (one pass per session: its sends go in order).
+        self._draining: set[str] = set()
         #: Sessions a pass found being drained by another: that one looks again before it ends.
         self._look_again: set[str] = set()
         #: Sessions found not connected, and when to look at them again.
@@ -247,16 +248,18 @@ class DeliverOutbox:
         it instead held one of the worker's two passes for as long as that session's send
         took (a minute, to a network that does not answer), and a third wake, another
         session's new message, found no pass free to go."""
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
-        if lock.locked():
+        if session_id in self._draining:
             self._look_again.add(session_id)
             return None
-        async with lock:
+        self._draining.add(session_id)
+        try:
             while True:
                 self._look_again.discard(session_id)
                 done, look_again = await self._next_batch(session_id, tally)
                 if done and session_id not in self._look_again:
                     return look_again
+        finally:
+            self._draining.discard(session_id)
 
     async def _next_batch(self, session_id: str, tally: _Tally) -> tuple[bool, datetime | None]:
         """Send the session's next due entries (at most ``batch_size``) one after the other,
@@ -723,9 +726,9 @@ class OutboxWorker:
                 await self._idle(None if due is None else (due - self.clock.now()).total_seconds())
                 start = True
                 continue
-            # A wake while a pass runs starts one more at once (the sessions' locks keep each
-            # session's sends in order): a message queued meanwhile does not wait for the pass
-            # to end. At most two at a time; a later wake waits for one of them.
+            # A wake while a pass runs starts one more at once (one pass at a time drains a
+            # session, so its sends stay in order): a message queued meanwhile does not wait for
+            # the pass to end. At most two at a time; a later wake waits for one of them.
             room = len(passes) < self.MAX_PASSES and not self._stopping.is_set()
             woken = asyncio.ensure_future(self.wake.wait()) if room else None
             try:
